@@ -1,0 +1,182 @@
+//! The replica's routes as plain functions, free of WASI, so that they are
+//! unit-tested natively and the component glue in `lib.rs` stays thin.
+
+use serde_json::json;
+
+/// The request methods the routes tell apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Other,
+}
+
+/// What to answer: the glue turns it into a `wasi:http` response.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, &'static str)>,
+    pub body: Vec<u8>,
+}
+
+/// The methods every route accepts, as sent in `allow` with a 405.
+pub const ALLOWED_METHODS: &str = "GET, HEAD";
+
+/// Routes a request. A query string never changes the route.
+///
+/// HEAD gets the same reply as GET; the glue leaves the body out.
+pub fn route(method: Method, path_with_query: &str, server_id: Option<&str>) -> Reply {
+    let path = path_with_query
+        .split_once('?')
+        .map_or(path_with_query, |(path, _query)| path);
+    match (method, path) {
+        (Method::Get | Method::Head, "/home") => home(server_id),
+        (Method::Get | Method::Head, "/heartbeat") => heartbeat(),
+        (Method::Other, "/home" | "/heartbeat") => method_not_allowed(),
+        _ => not_found(),
+    }
+}
+
+/// `/home`: who answered. The id is serialised by serde_json, so any id (quotes,
+/// backslashes, unicode) makes valid JSON.
+pub fn home(server_id: Option<&str>) -> Reply {
+    match server_id {
+        Some(id) => json_reply(
+            200,
+            &json!({
+                "message": format!("Hello from Server: {id}"),
+                "status": "successful",
+            }),
+        ),
+        None => error(500, "SERVER_ID is not set"),
+    }
+}
+
+/// `/heartbeat`: 200 with an empty body, as cheap as a response can be.
+pub fn heartbeat() -> Reply {
+    Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
+/// 404 with the body FastAPI sends for an unknown path.
+pub fn not_found() -> Reply {
+    error(404, "Not Found")
+}
+
+/// 405 with the body FastAPI sends, plus the `allow` header RFC 9110 asks for.
+pub fn method_not_allowed() -> Reply {
+    let mut reply = error(405, "Method Not Allowed");
+    reply.headers.push(("allow", ALLOWED_METHODS));
+    reply
+}
+
+fn error(status: u16, detail: &str) -> Reply {
+    json_reply(status, &json!({ "detail": detail }))
+}
+
+fn json_reply(status: u16, value: &serde_json::Value) -> Reply {
+    Reply {
+        status,
+        headers: vec![("content-type", "application/json")],
+        body: value.to_string().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(reply: &Reply) -> &str {
+        std::str::from_utf8(&reply.body).expect("bodies are UTF-8")
+    }
+
+    fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+        reply
+            .headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn home_greets_with_the_server_id() {
+        let reply = route(Method::Get, "/home", Some("1"));
+        assert_eq!(reply.status, 200);
+        assert_eq!(header(&reply, "content-type"), Some("application/json"));
+        assert_eq!(
+            body(&reply),
+            r#"{"message":"Hello from Server: 1","status":"successful"}"#
+        );
+    }
+
+    #[test]
+    fn home_escapes_json_special_ids() {
+        let id = "a\"b\\c\nd é 🦀";
+        let reply = route(Method::Get, "/home", Some(id));
+        let parsed: serde_json::Value = serde_json::from_slice(&reply.body).expect("valid JSON");
+        assert_eq!(parsed["message"], format!("Hello from Server: {id}"));
+        assert_eq!(parsed["status"], "successful");
+    }
+
+    #[test]
+    fn home_without_server_id_is_a_500() {
+        let reply = route(Method::Get, "/home", None);
+        assert_eq!(reply.status, 500);
+        assert_eq!(body(&reply), r#"{"detail":"SERVER_ID is not set"}"#);
+    }
+
+    #[test]
+    fn heartbeat_is_empty_and_ignores_server_id() {
+        for id in [Some("7"), None] {
+            let reply = route(Method::Get, "/heartbeat", id);
+            assert_eq!(reply.status, 200);
+            assert!(reply.body.is_empty());
+            assert!(reply.headers.is_empty());
+        }
+    }
+
+    #[test]
+    fn head_routes_like_get() {
+        assert_eq!(
+            route(Method::Head, "/home", Some("3")),
+            route(Method::Get, "/home", Some("3"))
+        );
+        assert_eq!(
+            route(Method::Head, "/heartbeat", None),
+            route(Method::Get, "/heartbeat", None)
+        );
+    }
+
+    #[test]
+    fn query_string_does_not_change_the_route() {
+        assert_eq!(
+            route(Method::Get, "/home?x=1&y", Some("2")),
+            route(Method::Get, "/home", Some("2"))
+        );
+        assert_eq!(route(Method::Get, "/heartbeat?", None).status, 200);
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        for path in ["/", "/homes", "/home/", "/HOME", "", "/x?home"] {
+            let reply = route(Method::Get, path, Some("1"));
+            assert_eq!(reply.status, 404, "{path}");
+            assert_eq!(body(&reply), r#"{"detail":"Not Found"}"#);
+        }
+        assert_eq!(route(Method::Other, "/nope", Some("1")).status, 404);
+    }
+
+    #[test]
+    fn other_methods_on_known_paths_are_405_with_allow() {
+        for path in ["/home", "/heartbeat?x"] {
+            let reply = route(Method::Other, path, Some("1"));
+            assert_eq!(reply.status, 405);
+            assert_eq!(body(&reply), r#"{"detail":"Method Not Allowed"}"#);
+            assert_eq!(header(&reply, "allow"), Some("GET, HEAD"));
+            assert_eq!(header(&reply, "content-type"), Some("application/json"));
+        }
+    }
+}

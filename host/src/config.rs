@@ -1,0 +1,151 @@
+//! Command-line and environment configuration: one clap `Parser`, whose doc
+//! comments are the `--help` text.
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where `make build` (and `cargo build --profile guest`) puts the guest.
+pub(crate) const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/guest/replica_guest.wasm";
+
+/// Serves a wasi:http/proxy WebAssembly component as a replica server.
+///
+/// The component answers every request; this host gives it the replica's
+/// SERVER_ID, listens on port 5000, and keeps serving whatever the guest does.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub(crate) struct Config {
+    /// The wasi:http/proxy component to serve (.wasm).
+    #[arg(env = "REPLICA_COMPONENT", default_value = DEFAULT_COMPONENT)]
+    pub component: PathBuf,
+
+    /// This replica's id, given to the guest as its SERVER_ID environment variable.
+    #[arg(long, env = "SERVER_ID", value_name = "ID")]
+    pub server_id: Option<String>,
+
+    /// An extra environment variable for the guest, as KEY=VALUE; repeat for more.
+    /// The host's own environment never reaches the guest otherwise.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
+    pub envs: Vec<(String, String)>,
+
+    /// The address to listen on.
+    #[arg(long, env = "REPLICA_ADDR", default_value = "0.0.0.0:5000")]
+    pub addr: SocketAddr,
+
+    /// The most requests served at once; one more gets a fast 503. Each holds one
+    /// guest instance, so this also sizes the instance pool.
+    #[arg(long, env = "REPLICA_MAX_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrency: u32,
+
+    /// The most linear memory one guest instance may grow to, in MiB.
+    #[arg(long, env = "REPLICA_MAX_MEMORY_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_memory_mib: u32,
+
+    /// How long a request may run in the guest before it is cut off with a 504.
+    #[arg(long, env = "REPLICA_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
+    /// Docker kills a container 10 s after SIGTERM, so the default stays below that.
+    #[arg(long, env = "REPLICA_SHUTDOWN_GRACE", default_value = "8s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Checks what clap cannot, before anything is compiled or bound, and
+    /// returns the guest's environment.
+    pub(crate) fn guest_env(&self) -> Result<Vec<(String, String)>> {
+        let Some(server_id) = &self.server_id else {
+            bail!(
+                "no SERVER_ID given: set the SERVER_ID environment variable \
+                 (e.g. `SERVER_ID=1`) or pass --server-id"
+            );
+        };
+        if server_id.is_empty() {
+            bail!("SERVER_ID is empty: give this replica a non-empty id");
+        }
+        let mut env = vec![("SERVER_ID".to_string(), server_id.clone())];
+        for (key, value) in &self.envs {
+            if key == "SERVER_ID" {
+                bail!("--env SERVER_ID=… is ambiguous: pass the id with --server-id instead");
+            }
+            if env.iter().any(|(k, _)| k == key) {
+                bail!("--env {key}=… is given twice: keep one");
+            }
+            env.push((key.clone(), value.clone()));
+        }
+        Ok(env)
+    }
+}
+
+/// Parses `KEY=VALUE`; the value may be empty and may contain `=`.
+pub(crate) fn parse_env_var(s: &str) -> Result<(String, String)> {
+    let (key, value) = s
+        .split_once('=')
+        .with_context(|| format!("`{s}` has no `=`: write it as KEY=VALUE"))?;
+    if key.is_empty() {
+        bail!("`{s}` has an empty name: write it as KEY=VALUE");
+    }
+    if key.contains('\0') || value.contains('\0') {
+        bail!("`{s}` contains a NUL byte, which no environment variable may hold");
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["replica-host"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).expect("valid arguments")
+    }
+
+    #[test]
+    fn env_var_splits_at_the_first_equals() {
+        assert_eq!(
+            parse_env_var("A=b=c").expect("valid"),
+            ("A".into(), "b=c".into())
+        );
+        assert_eq!(parse_env_var("A=").expect("valid"), ("A".into(), "".into()));
+    }
+
+    #[test]
+    fn env_var_needs_a_name_and_an_equals() {
+        assert!(parse_env_var("A").is_err());
+        assert!(parse_env_var("=b").is_err());
+        assert!(parse_env_var("A=\0").is_err());
+    }
+
+    #[test]
+    fn guest_env_starts_with_server_id_then_extras() {
+        let c = config(&["--server-id", "7", "--env", "X=1", "--env", "Y=2"]);
+        assert_eq!(
+            c.guest_env().expect("valid"),
+            vec![
+                ("SERVER_ID".into(), "7".into()),
+                ("X".into(), "1".into()),
+                ("Y".into(), "2".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn guest_env_rejects_missing_empty_or_shadowed_server_id() {
+        // SERVER_ID may be set in the test's own environment; the flag wins over it.
+        assert!(config(&["--server-id", ""]).guest_env().is_err());
+        assert!(
+            config(&["--server-id", "1", "--env", "SERVER_ID=2"])
+                .guest_env()
+                .is_err()
+        );
+        assert!(
+            config(&["--server-id", "1", "--env", "X=1", "--env", "X=2"])
+                .guest_env()
+                .is_err()
+        );
+    }
+}

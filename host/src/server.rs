@@ -1,0 +1,103 @@
+//! The accept loop, HTTP/1.1 connections, and graceful shutdown.
+
+use crate::handler::Handler;
+use anyhow::{Context as _, Result};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Binds `addr`, saying what to do when it cannot.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "it is already in use; stop the other server or pass --addr to choose another"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied; use a port above 1023 or pass --addr to choose another"
+            }
+            _ => "pass --addr to choose another address",
+        };
+        anyhow::Error::new(e).context(format!("cannot listen on {addr}: {hint}"))
+    })
+}
+
+/// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight
+/// requests finish for up to `grace`. A second signal ends the wait at once.
+pub(crate) async fn serve(listener: TcpListener, handler: Arc<Handler>, grace: Duration) -> Result<()> {
+    let mut signals = Signals::new()?;
+    let addr = listener.local_addr().context("cannot read the bound address")?;
+    // One stable line, on stdout, that scripts and tests wait for.
+    println!("listening on http://{addr}");
+    std::io::stdout().flush().context("cannot write to stdout")?;
+
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.keep_alive(true).timer(TokioTimer::new());
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Typically out of file descriptors: back off, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            signal = signals.next() => {
+                tracing::info!("{signal} received: draining for up to {grace:?}");
+                break;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+        }
+        let handler = handler.clone();
+        let service = service_fn(move |req| handler.clone().handle(req));
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection closed with an error: {e}");
+            }
+        });
+    }
+    drop(listener);
+
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("drained; exiting"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period of {grace:?} over; exiting with requests in flight"),
+        signal = signals.next() => tracing::warn!("second {signal}: exiting without waiting"),
+    }
+    Ok(())
+}
+
+/// SIGTERM (what `docker stop` sends) and SIGINT (Ctrl-C).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
