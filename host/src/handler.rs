@@ -43,7 +43,14 @@ impl Handler {
         request_timeout: Duration,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(limits.max_instances as usize));
-        Self { pre, env, limits, request_timeout, slots, next_id: AtomicU64::new(0) }
+        Self {
+            pre,
+            env,
+            limits,
+            request_timeout,
+            slots,
+            next_id: AtomicU64::new(0),
+        }
     }
 
     /// Serves one request; every failure becomes a JSON error response.
@@ -57,8 +64,11 @@ impl Handler {
         let response = match self.clone().call_guest(id, req).await {
             Ok(response) => response,
             Err(Failure::Busy) => {
-                let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
-                response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                let mut response =
+                    json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
             Err(Failure::Timeout) => {
@@ -79,12 +89,18 @@ impl Handler {
         id: u64,
         req: Request<Incoming>,
     ) -> Result<Response<HyperOutgoingBody>, Failure> {
-        let permit = self.slots.clone().try_acquire_owned().map_err(|_| Failure::Busy)?;
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Failure::Busy)?;
         let mut store = runtime::new_store(self.pre.engine(), &self.env, self.limits);
         let (sender, receiver) = oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();
-            let req = http.new_incoming_request(Scheme::Http, req).map_err(internal)?;
+            let req = http
+                .new_incoming_request(Scheme::Http, req)
+                .map_err(internal)?;
             let out = http.new_response_outparam(sender).map_err(internal)?;
             (req, out)
         };
@@ -97,7 +113,10 @@ impl Handler {
             let _permit = permit;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
             };
             match tokio::time::timeout(timeout, run).await {
                 Ok(Ok(())) => Ok(()),
@@ -113,18 +132,26 @@ impl Handler {
                 tokio::spawn(async move {
                     match guest.await {
                         Ok(Ok(())) => {}
-                        Ok(Err(Failure::Timeout)) => tracing::warn!(id, "guest timed out while writing the body"),
-                        Ok(Err(Failure::Internal(e))) => tracing::error!(id, "guest failed after responding: {e:?}"),
+                        Ok(Err(Failure::Timeout)) => {
+                            tracing::warn!(id, "guest timed out while writing the body")
+                        }
+                        Ok(Err(Failure::Internal(e))) => {
+                            tracing::error!(id, "guest failed after responding: {e:?}")
+                        }
                         Ok(Err(Failure::Busy)) => {}
                         Err(e) => tracing::error!(id, "guest task failed: {e}"),
                     }
                 });
                 Ok(response)
             }
-            Ok(Err(code)) => Err(Failure::Internal(anyhow!("guest answered with an error: {code:?}"))),
+            Ok(Err(code)) => Err(Failure::Internal(anyhow!(
+                "guest answered with an error: {code:?}"
+            ))),
             // The outparam was dropped unset: the task tells why.
             Err(_) => match guest.await {
-                Ok(Ok(())) => Err(Failure::Internal(anyhow!("guest returned without setting a response"))),
+                Ok(Ok(())) => Err(Failure::Internal(anyhow!(
+                    "guest returned without setting a response"
+                ))),
                 Ok(Err(failure)) => Err(failure),
                 Err(e) => Err(Failure::Internal(anyhow!(e).context("guest task failed"))),
             },

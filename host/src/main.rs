@@ -33,7 +33,12 @@ fn run(config: config::Config) -> Result<()> {
     let engine = runtime::engine(limits)?;
     let pre = runtime::load_proxy(&engine, &config.component)?;
     runtime::start_epoch_ticker(&engine)?;
-    let handler = Arc::new(handler::Handler::new(pre, env, limits, config.request_timeout));
+    let handler = Arc::new(handler::Handler::new(
+        pre,
+        env,
+        limits,
+        config.request_timeout,
+    ));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

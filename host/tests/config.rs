@@ -1,0 +1,119 @@
+//! Configuration the host must refuse, before it binds, with a message that
+//! says what is wrong and a non-zero exit.
+
+mod common;
+
+use common::{Server, faulty_guest, get, replica_guest, run_host};
+use std::net::TcpListener;
+
+fn assert_refused(args: &[&str], env: &[(&str, &str)], expected: &[&str]) {
+    let (status, stdout, stderr) = run_host(args, env);
+    assert!(!status.success(), "the host started: {stdout}{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+    for text in expected {
+        assert!(stderr.contains(text), "stderr lacks {text:?}:\n{stderr}");
+    }
+}
+
+#[test]
+fn refuses_to_start_without_server_id() {
+    let guest = replica_guest();
+    let guest = guest.to_str().expect("utf-8 path");
+    assert_refused(
+        &[guest, "--addr", "127.0.0.1:0"],
+        &[],
+        &["SERVER_ID", "--server-id"],
+    );
+    assert_refused(
+        &[guest, "--addr", "127.0.0.1:0"],
+        &[("SERVER_ID", "")],
+        &["SERVER_ID is empty"],
+    );
+}
+
+#[test]
+fn refuses_a_missing_component_naming_the_path() {
+    assert_refused(
+        &["/no/such/guest.wasm", "--addr", "127.0.0.1:0"],
+        &[("SERVER_ID", "1")],
+        &["/no/such/guest.wasm", "make build"],
+    );
+}
+
+#[test]
+fn refuses_files_that_are_not_components() {
+    let dir = std::env::temp_dir().join(format!("replica-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("text.wasm", b"hello, world", "not a WebAssembly component"),
+        ("module.wasm", b"\0asm\x01\0\0\0", "core WebAssembly module"),
+        (
+            "broken.wasm",
+            b"\0asm\x0d\0\x01\0\xff\xff",
+            "not a valid component",
+        ),
+        (
+            "empty-component.wat",
+            b"(component)",
+            "not a wasi:http proxy",
+        ),
+        (
+            "odd-import.wat",
+            b"(component (import \"acme:db/query@1.0.0\" (instance (export \"run\" (func)))))",
+            "imports something this host does not provide",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let path = path.to_str().expect("utf-8 path").to_string();
+        assert_refused(
+            &[&path, "--addr", "127.0.0.1:0"],
+            &[("SERVER_ID", "1")],
+            &[&path, expected],
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn refuses_an_address_in_use() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let guest = replica_guest();
+    assert_refused(
+        &[guest.to_str().expect("utf-8"), "--addr", &addr],
+        &[("SERVER_ID", "1")],
+        &[&addr, "already in use", "--addr"],
+    );
+}
+
+#[test]
+fn refuses_malformed_env_flags() {
+    let guest = replica_guest();
+    let guest = guest.to_str().expect("utf-8");
+    assert_refused(
+        &[guest, "--env", "NOEQUALS"],
+        &[("SERVER_ID", "1")],
+        &["KEY=VALUE"],
+    );
+    assert_refused(
+        &[guest, "--env", "SERVER_ID=2"],
+        &[("SERVER_ID", "1")],
+        &["--server-id"],
+    );
+}
+
+#[test]
+fn the_guest_sees_only_server_id_and_explicit_env() {
+    let server = Server::start(
+        &faulty_guest(),
+        &["--env", "GREETING=hi=there", "--env", "EMPTY="],
+        &[("SERVER_ID", "5"), ("HOST_SECRET", "do-not-leak")],
+    );
+    let reply = get(&server.url("/env"));
+    assert_eq!(reply.status, 200);
+    let mut vars: Vec<&str> = reply.body.lines().collect();
+    vars.sort_unstable();
+    assert_eq!(vars, ["EMPTY=", "GREETING=hi=there", "SERVER_ID=5"]);
+}
