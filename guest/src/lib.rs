@@ -7,7 +7,7 @@ pub mod routes;
 // The generated bindings and export glue are `unsafe` FFI by nature.
 #[allow(unsafe_code)]
 mod component {
-    use crate::routes::{self, Method, Reply};
+    use crate::routes::{Method, Reply, Routes};
 
     wit_bindgen::generate!({
         path: "../wit",
@@ -16,10 +16,12 @@ mod component {
     });
 
     use exports::wasi::http::incoming_handler::Guest;
+    use std::sync::OnceLock;
     use wasi::http::types::{
         Fields, IncomingRequest, Method as WasiMethod, OutgoingBody, OutgoingResponse,
         ResponseOutparam,
     };
+    use wasi::io::streams::{OutputStream, StreamError};
 
     struct Replica;
 
@@ -31,23 +33,24 @@ mod component {
                 _ => Method::Other,
             };
             let path = request.path_with_query().unwrap_or_default();
-            // Read per request, so a reused instance sees what the host set.
-            let server_id = std::env::var("SERVER_ID").ok();
-            let reply = routes::route(method, &path, server_id.as_deref());
+            let reply = routes().route(method, &path);
             respond(reply, method == Method::Head, response_out);
         }
     }
 
+    /// The replies, prepared on an instance's first request: its environment,
+    /// and so its SERVER_ID, is fixed when the host creates it, and a host may
+    /// reuse an instance for many requests.
+    fn routes() -> &'static Routes {
+        static ROUTES: OnceLock<Routes> = OnceLock::new();
+        ROUTES.get_or_init(|| Routes::new(std::env::var("SERVER_ID").ok().as_deref()))
+    }
+
     /// Sends `reply`, leaving the body out for HEAD.
-    fn respond(reply: Reply, head: bool, response_out: ResponseOutparam) {
-        let mut fields: Vec<(String, Vec<u8>)> = reply
-            .headers
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-            .collect();
-        // The exact length, so the host need not chunk; HEAD states GET's length.
-        fields.push(("content-length".into(), reply.body.len().to_string().into()));
-        let headers = match Fields::from_list(&fields) {
+    fn respond(reply: &Reply, head: bool, response_out: ResponseOutparam) {
+        // HEAD states GET's content-length and writes nothing: HTTP sends no
+        // body after a HEAD response.
+        let headers = match Fields::from_list(&reply.headers) {
             Ok(headers) => headers,
             Err(e) => {
                 ResponseOutparam::set(response_out, Err(internal_error(&format!("{e:?}"))));
@@ -64,15 +67,28 @@ mod component {
         ResponseOutparam::set(response_out, Ok(response));
         if !head && !reply.body.is_empty() {
             let Ok(stream) = body.write() else { return };
-            // `blocking-write-and-flush` takes at most 4096 bytes a call.
-            for chunk in reply.body.chunks(4096) {
-                if stream.blocking_write_and_flush(chunk).is_err() {
-                    // The client went away; nothing more to do.
-                    return;
-                }
+            if write_all(&stream, &reply.body).is_err() {
+                // The client went away; nothing more to do.
+                return;
             }
         }
         let _ = OutgoingBody::finish(body, None);
+    }
+
+    /// Writes `bytes` with as few host calls as the stream allows: one
+    /// `check-write` and one `write` when it has room, waiting only when not.
+    fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
+        while !bytes.is_empty() {
+            let room = usize::try_from(stream.check_write()?).unwrap_or(usize::MAX);
+            if room == 0 {
+                stream.subscribe().block();
+                continue;
+            }
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            stream.write(now)?;
+            bytes = rest;
+        }
+        stream.flush()
     }
 
     fn internal_error(why: &str) -> wasi::http::types::ErrorCode {

@@ -11,29 +11,52 @@ pub enum Method {
     Other,
 }
 
-/// What to answer: the glue turns it into a `wasi:http` response.
+/// What to answer: the glue turns it into a `wasi:http` response. Headers are
+/// in the form `wasi:http` takes, `content-length` included, so that sending
+/// a prepared reply costs no work.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(&'static str, &'static str)>,
+    pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
 }
 
 /// The methods every route accepts, as sent in `allow` with a 405.
 pub const ALLOWED_METHODS: &str = "GET, HEAD";
 
-/// Routes a request. A query string never changes the route.
-///
-/// HEAD gets the same reply as GET; the glue leaves the body out.
-pub fn route(method: Method, path_with_query: &str, server_id: Option<&str>) -> Reply {
-    let path = path_with_query
-        .split_once('?')
-        .map_or(path_with_query, |(path, _query)| path);
-    match (method, path) {
-        (Method::Get | Method::Head, "/home") => home(server_id),
-        (Method::Get | Method::Head, "/heartbeat") => heartbeat(),
-        (Method::Other, "/home" | "/heartbeat") => method_not_allowed(),
-        _ => not_found(),
+/// Every reply this server can give, prepared once: they depend only on the
+/// SERVER_ID, which is fixed for the life of an instance.
+#[derive(Debug)]
+pub struct Routes {
+    home: Reply,
+    heartbeat: Reply,
+    not_found: Reply,
+    method_not_allowed: Reply,
+}
+
+impl Routes {
+    pub fn new(server_id: Option<&str>) -> Self {
+        Self {
+            home: home(server_id),
+            heartbeat: heartbeat(),
+            not_found: not_found(),
+            method_not_allowed: method_not_allowed(),
+        }
+    }
+
+    /// Routes a request. A query string never changes the route.
+    ///
+    /// HEAD gets the same reply as GET; the glue leaves the body out.
+    pub fn route(&self, method: Method, path_with_query: &str) -> &Reply {
+        let path = path_with_query
+            .split_once('?')
+            .map_or(path_with_query, |(path, _query)| path);
+        match (method, path) {
+            (Method::Get | Method::Head, "/home") => &self.home,
+            (Method::Get | Method::Head, "/heartbeat") => &self.heartbeat,
+            (Method::Other, "/home" | "/heartbeat") => &self.method_not_allowed,
+            _ => &self.not_found,
+        }
     }
 }
 
@@ -54,11 +77,7 @@ pub fn home(server_id: Option<&str>) -> Reply {
 
 /// `/heartbeat`: 200 with an empty body, as cheap as a response can be.
 pub fn heartbeat() -> Reply {
-    Reply {
-        status: 200,
-        headers: Vec::new(),
-        body: Vec::new(),
-    }
+    reply(200, Vec::new(), Vec::new())
 }
 
 /// 404 with the body FastAPI sends for an unknown path.
@@ -69,7 +88,7 @@ pub fn not_found() -> Reply {
 /// 405 with the body FastAPI sends, plus the `allow` header RFC 9110 asks for.
 pub fn method_not_allowed() -> Reply {
     let mut reply = error(405, "Method Not Allowed");
-    reply.headers.push(("allow", ALLOWED_METHODS));
+    reply.headers.push(("allow".into(), ALLOWED_METHODS.into()));
     reply
 }
 
@@ -78,10 +97,16 @@ fn error(status: u16, detail: &str) -> Reply {
 }
 
 fn json_reply(status: u16, value: &serde_json::Value) -> Reply {
+    let headers = vec![("content-type".into(), b"application/json".to_vec())];
+    reply(status, headers, value.to_string().into_bytes())
+}
+
+fn reply(status: u16, mut headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Reply {
+    headers.push(("content-length".into(), body.len().to_string().into_bytes()));
     Reply {
         status,
-        headers: vec![("content-type", "application/json")],
-        body: value.to_string().into_bytes(),
+        headers,
+        body,
     }
 }
 
@@ -97,8 +122,18 @@ mod tests {
         reply
             .headers
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| std::str::from_utf8(v).expect("ASCII header"))
+    }
+
+    fn route(method: Method, path: &str, server_id: Option<&str>) -> Reply {
+        let routes = Routes::new(server_id);
+        let reply = routes.route(method, path);
+        Reply {
+            status: reply.status,
+            headers: reply.headers.clone(),
+            body: reply.body.clone(),
+        }
     }
 
     #[test]
@@ -110,6 +145,7 @@ mod tests {
             body(&reply),
             r#"{"message":"Hello from Server: 1","status":"successful"}"#
         );
+        assert_eq!(header(&reply, "content-length"), Some("56"));
     }
 
     #[test]
@@ -134,7 +170,7 @@ mod tests {
             let reply = route(Method::Get, "/heartbeat", id);
             assert_eq!(reply.status, 200);
             assert!(reply.body.is_empty());
-            assert!(reply.headers.is_empty());
+            assert_eq!(reply.headers, [("content-length".into(), b"0".to_vec())]);
         }
     }
 

@@ -30,6 +30,15 @@ pub(crate) struct Config {
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
     pub envs: Vec<(String, String)>,
 
+    /// Where compiled components are cached, so that a restart does not
+    /// recompile [default: $XDG_CACHE_HOME/replica-host or ~/.cache/replica-host].
+    #[arg(long, env = "REPLICA_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start instead of caching it.
+    #[arg(long, env = "REPLICA_NO_CACHE")]
+    pub no_cache: bool,
+
     /// The address to listen on.
     #[arg(long, env = "REPLICA_ADDR", default_value = "0.0.0.0:5000")]
     pub addr: SocketAddr,
@@ -39,9 +48,28 @@ pub(crate) struct Config {
     #[arg(long, env = "REPLICA_MAX_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrency: u32,
 
+    /// How many requests one guest instance serves before it is replaced. An
+    /// instance whose request failed is never reused, whatever this says.
+    #[arg(long, env = "REPLICA_MAX_INSTANCE_REUSE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_instance_reuse: u32,
+
+    /// A fresh guest instance for every request: no state can pass between
+    /// requests (the same as --max-instance-reuse 1).
+    #[arg(long, env = "REPLICA_STRICT")]
+    pub strict: bool,
+
+    /// How long an idle guest instance is kept for reuse before it is dropped.
+    #[arg(long, env = "REPLICA_IDLE_INSTANCE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub idle_instance_timeout: Duration,
+
     /// The most linear memory one guest instance may grow to, in MiB.
     #[arg(long, env = "REPLICA_MAX_MEMORY_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_memory_mib: u32,
+
+    /// Threads that serve requests; 0 means one per CPU. With 1, everything
+    /// runs on one thread with no cross-thread wake-ups.
+    #[arg(long, env = "REPLICA_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 
     /// How long a request may run in the guest before it is cut off with a 504.
     #[arg(long, env = "REPLICA_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -54,6 +82,23 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// The compile cache's directory, if caching is on.
+    pub(crate) fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(crate::cache::default_dir)
+    }
+
+    /// Requests one instance serves: 1 in strict mode.
+    pub(crate) fn instance_reuse(&self) -> u32 {
+        if self.strict {
+            1
+        } else {
+            self.max_instance_reuse
+        }
+    }
+
     /// Checks what clap cannot, before anything is compiled or bound, and
     /// returns the guest's environment.
     pub(crate) fn guest_env(&self) -> Result<Vec<(String, String)>> {

@@ -73,9 +73,12 @@ impl Server {
     /// Spawns `cmd` with a clean environment plus `env` and waits for a stdout
     /// line starting with `prefix` followed by an address.
     pub fn spawn(mut cmd: Command, env: &[(&str, &str)], prefix: &str) -> Server {
+        // One compile cache for every test's host, so each compiles a guest once.
+        let cache = workspace().join("target").join("test-cache");
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            .env("REPLICA_CACHE_DIR", cache)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -12,6 +12,7 @@ wit_bindgen::generate!({
 });
 
 use exports::wasi::http::incoming_handler::Guest;
+use std::sync::atomic::{AtomicU32, Ordering};
 use wasi::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
@@ -26,6 +27,12 @@ impl Guest for Faulty {
             .unwrap_or((&path_with_query, ""));
         match path {
             "/ok" => respond(out, 200, b"ok"),
+            "/count" => {
+                // How many requests this instance has served: shows reuse.
+                static SERVED: AtomicU32 = AtomicU32::new(0);
+                let n = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+                respond(out, 200, n.to_string().as_bytes());
+            }
             "/trap" => panic!("trapping on purpose"),
             "/slow" => {
                 let ms: u64 = query

@@ -1,0 +1,79 @@
+//! The benchmark's ceiling: the replica's routes answered by plain hyper on
+//! tokio, with the same bytes as the guest, and no WebAssembly at all.
+//!
+//! `SERVER_ID=1 replica-native 127.0.0.1:5000`
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+struct Replies {
+    home: Bytes,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:5000".into());
+    let id = std::env::var("SERVER_ID").unwrap_or_default();
+    let home = serde_json::json!({
+        "message": format!("Hello from Server: {id}"),
+        "status": "successful",
+    });
+    let replies = Arc::new(Replies {
+        home: Bytes::from(home.to_string()),
+    });
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        let replies = replies.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let replies = replies.clone();
+                async move { Ok::<_, Infallible>(route(&replies, &req)) }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn route(replies: &Replies, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let json = |status, body: Bytes| {
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, "application/json".parse().expect("valid"));
+        response
+    };
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    match (get, req.uri().path()) {
+        (true, "/home") => json(StatusCode::OK, replies.home.clone()),
+        (true, "/heartbeat") => Response::new(Full::new(Bytes::new())),
+        (false, "/home" | "/heartbeat") => {
+            let body = Bytes::from_static(br#"{"detail":"Method Not Allowed"}"#);
+            let mut response = json(StatusCode::METHOD_NOT_ALLOWED, body);
+            response
+                .headers_mut()
+                .insert(ALLOW, "GET, HEAD".parse().expect("valid"));
+            response
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(br#"{"detail":"Not Found"}"#),
+        ),
+    }
+}

@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Benchmarks the replica server against `wasmtime serve`, native hyper and FastAPI.
+
+Run by `make bench`, which builds everything in release first. Every server runs
+on this machine, on loopback, one after another, under the same `wrk` settings.
+For each: requests/s and p50/p99 latency on /home and /heartbeat at several
+connection counts (median of several runs), peak RSS, and cold start (exec to
+the first 200 on /heartbeat, median of 10). Prints a table, writes it to
+bench/results.md, and draws bench/results.png.
+
+Settings (environment): BENCH_DURATION seconds per run (3), BENCH_RUNS runs per
+cell (3), BENCH_CONNECTIONS (1,32,256), BENCH_COLD_STARTS (10).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GUEST = ROOT / "target/wasm32-wasip2/guest/replica_guest.wasm"
+HOST = ROOT / "target/release/replica-host"
+NATIVE = ROOT / "target/release/replica-native"
+VENV = ROOT / ".venv"
+
+DURATION = int(os.environ.get("BENCH_DURATION", "3"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "1,32,256").split(",")]
+COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "10"))
+PATHS = ["/home", "/heartbeat"]
+# The comparison the targets are stated in.
+KEY_PATH, KEY_CONNECTIONS = "/home", 32
+
+
+def wasmtime_cli() -> Path:
+    found = sorted(VENV.glob("lib/python3*/site-packages/wasmtime_cli/wasmtime"))
+    if not found:
+        sys.exit("the wasmtime CLI is missing: run `make bench`, which installs it into .venv")
+    return found[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    # Builds the command for a port.
+    command: object
+    cwd: Path = ROOT
+    env: dict = field(default_factory=dict)
+    # Which `wasmtime serve` mode this one is compared with, if any.
+    compare_with: str | None = None
+
+
+def servers() -> list[Server]:
+    wasmtime = str(wasmtime_cli())
+    python = str(VENV / "bin/python")
+    serve = [wasmtime, "serve", "-Scli", "--env", "SERVER_ID=1"]
+    return [
+        Server("replica-host (default)", lambda p: [str(HOST), str(GUEST), "--addr", f"127.0.0.1:{p}"],
+               compare_with="wasmtime serve (reuse 1000)"),
+        Server("replica-host (strict)", lambda p: [str(HOST), str(GUEST), "--addr", f"127.0.0.1:{p}", "--strict"],
+               compare_with="wasmtime serve (default)"),
+        Server("wasmtime serve (default)", lambda p: serve + ["--addr", f"127.0.0.1:{p}", str(GUEST)]),
+        Server("wasmtime serve (reuse 1000)",
+               lambda p: serve + ["--max-instance-reuse-count", "1000", "--addr", f"127.0.0.1:{p}", str(GUEST)]),
+        Server("native hyper", lambda p: [str(NATIVE), f"127.0.0.1:{p}"]),
+        Server("FastAPI + uvicorn", lambda p: [python, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1",
+                                               "--port", str(p), "--workers", "1", "--log-level", "warning"],
+               cwd=ROOT / "bench"),
+    ]
+
+
+def start(server: Server, port: int) -> subprocess.Popen:
+    env = {"PATH": os.environ.get("PATH", ""), "SERVER_ID": "1", "HOME": os.environ.get("HOME", "/tmp")}
+    env.update(server.env)
+    return subprocess.Popen(server.command(port), cwd=server.cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def heartbeat_ok(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/heartbeat", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait_ready(proc: subprocess.Popen, port: int, limit: float = 30.0) -> float:
+    """Seconds from now until /heartbeat answers 200."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        if heartbeat_ok(port):
+            return time.perf_counter() - start
+        time.sleep(0.001)
+    raise RuntimeError("server did not become ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cold_start(server: Server) -> float:
+    """Median milliseconds from exec to the first 200 on /heartbeat."""
+    times = []
+    for _ in range(COLD_STARTS):
+        port = free_port()
+        t0 = time.perf_counter()
+        proc = start(server, port)
+        try:
+            wait_ready(proc, port)
+            times.append((time.perf_counter() - t0) * 1000)
+        finally:
+            stop(proc)
+    return statistics.median(times)
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def to_ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(f"unexpected latency {text!r}")
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def wrk(port: int, path: str, connections: int, duration: int) -> tuple[float, float, float, int]:
+    """requests/s, p50 ms, p99 ms, and errors of one wrk run."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s",
+         f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, check=True, timeout=duration + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, p50, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+@dataclass
+class Result:
+    rps: dict = field(default_factory=dict)   # (path, conns) -> (rps, p50, p99, errors)
+    rss_mb: float = 0.0
+    cold_ms: float = 0.0
+
+
+def measure(server: Server) -> Result:
+    result = Result()
+    port = free_port()
+    proc = start(server, port)
+    try:
+        wait_ready(proc, port)
+        for path in PATHS:
+            wrk(port, path, 32, 1)  # warm-up
+            for conns in CONNECTIONS:
+                runs = [wrk(port, path, conns, DURATION) for _ in range(RUNS)]
+                result.rps[(path, conns)] = (
+                    statistics.median(r[0] for r in runs),
+                    statistics.median(r[1] for r in runs),
+                    statistics.median(r[2] for r in runs),
+                    sum(r[3] for r in runs),
+                )
+                rps, p50, p99, errors = result.rps[(path, conns)]
+                print(f"  {path:<10} c={conns:<4} {rps:>10,.0f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms"
+                      + (f"  errors {errors}" if errors else ""), flush=True)
+        result.rss_mb = peak_rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    result.cold_ms = cold_start(server)
+    print(f"  peak RSS {result.rss_mb:.1f} MB, cold start {result.cold_ms:.1f} ms", flush=True)
+    return result
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}"
+
+
+def report(all_results: dict[str, Result], started: datetime.datetime) -> str:
+    native = all_results["native hyper"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC",
+        f"- machine: {machine()}",
+        f"- command: `make bench` (wrk -t1, {DURATION} s per run, median of {RUNS} runs; "
+        f"cold start median of {COLD_STARTS})",
+        "- load generator and servers share the machine; only ratios from one run are comparable",
+        "",
+        "## Throughput and latency",
+        "",
+        "| server | path | conns | req/s | p50 ms | p99 ms | vs wasmtime serve | vs native |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, result in all_results.items():
+        server = next(s for s in servers() if s.name == name)
+        for (path, conns), (rps, p50, p99, errors) in result.rps.items():
+            baseline = all_results.get(server.compare_with) if server.compare_with else None
+            vs_serve = f"{rps / baseline.rps[(path, conns)][0]:.2f}x" if baseline else ""
+            vs_native = f"{rps / native.rps[(path, conns)][0]:.2f}x"
+            err = f" ({errors} errors)" if errors else ""
+            lines.append(f"| {name} | {path} | {conns} | {rps:,.0f}{err} | {p50:.3f} | {p99:.3f} "
+                         f"| {vs_serve} | {vs_native} |")
+    lines += [
+        "",
+        "## Memory and start-up",
+        "",
+        "| server | peak RSS under load (MB) | cold start to first 200 (ms) |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, result in all_results.items():
+        lines.append(f"| {name} | {result.rss_mb:.1f} | {result.cold_ms:.1f} |")
+    lines += ["", "## Targets", ""] + targets(all_results) + [""]
+    return "\n".join(lines)
+
+
+def targets(r: dict[str, Result]) -> list[str]:
+    key = (KEY_PATH, KEY_CONNECTIONS)
+
+    def rps(name):
+        return r[name].rps[key][0]
+
+    def p99(name):
+        return r[name].rps[key][2]
+
+    ours, strict = "replica-host (default)", "replica-host (strict)"
+    serve, reuse, native = "wasmtime serve (default)", "wasmtime serve (reuse 1000)", "native hyper"
+    checks = [
+        (f"default ≥ 1.25x wasmtime serve reuse ({KEY_PATH}, c={KEY_CONNECTIONS})", rps(ours) / rps(reuse), 1.25, "x"),
+        (f"default ≥ 0.6x native hyper ({KEY_PATH}, c={KEY_CONNECTIONS})", rps(ours) / rps(native), 0.6, "x"),
+        (f"strict ≥ 1.5x wasmtime serve default ({KEY_PATH}, c={KEY_CONNECTIONS})", rps(strict) / rps(serve), 1.5, "x"),
+        ("default p99 ≤ wasmtime serve reuse p99 (ratio ≤ 1)", p99(ours) / p99(reuse), -1.0, "x"),
+        ("strict p99 ≤ wasmtime serve default p99 (ratio ≤ 1)", p99(strict) / p99(serve), -1.0, "x"),
+        ("cold start ≤ wasmtime serve (ratio ≤ 1)", r[ours].cold_ms / r[serve].cold_ms, -1.0, "x"),
+        ("cold start median < 30 ms", r[ours].cold_ms, -30.0, " ms"),
+        ("peak RSS ≤ wasmtime serve's (ratio ≤ 1)",
+         max(r[ours].rss_mb, r[strict].rss_mb) / min(r[serve].rss_mb, r[reuse].rss_mb), -1.0, "x"),
+    ]
+    lines = ["| target | measured | met |", "| --- | ---: | :---: |"]
+    for label, value, bound, unit in checks:
+        met = value >= bound if bound > 0 else value <= -bound
+        lines.append(f"| {label} | {value:.2f}{unit} | {'yes' if met else 'NO'} |")
+    return lines
+
+
+def chart(all_results: dict[str, Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(all_results)
+    conns = KEY_CONNECTIONS if KEY_CONNECTIONS in CONNECTIONS else CONNECTIONS[0]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    width = 0.38
+    for i, route in enumerate(PATHS):
+        values = [all_results[n].rps[(route, conns)][0] for n in names]
+        xs = [x + (i - 0.5) * width for x in range(len(names))]
+        bars = ax.bar(xs, values, width, label=route)
+        ax.bar_label(bars, labels=[f"{v / 1000:.0f}k" for v in values], fontsize=8, padding=2)
+    ax.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=8)
+    ax.set_ylabel("requests/s")
+    ax.set_title(f"Requests/s per server, wrk -t1 -c{conns}, median of {RUNS} runs ({machine()})", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    for tool, hint in [("wrk", "apt-get install wrk")]:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: {hint}")
+    for built in (HOST, GUEST, NATIVE):
+        if not built.exists():
+            sys.exit(f"{built} is missing: run `make bench`, which builds it")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results: dict[str, Result] = {}
+    for server in servers():
+        print(f"{server.name}", flush=True)
+        results[server.name] = measure(server)
+    text = report(results, started)
+    out = ROOT / "bench/results.md"
+    out.write_text(text)
+    chart(results, ROOT / "bench/results.png")
+    print()
+    print(text)
+    print(f"written: {out.relative_to(ROOT)}, bench/results.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+//! Compiled components cached on disk, so that a restart does not recompile.
+//!
+//! An entry is named by a SHA-256 of the component's bytes and of the engine's
+//! settings and version (`Engine::precompile_compatibility_hash`): a different
+//! component, flag or wasmtime gives a different name, never a stale entry.
+
+use anyhow::{Context as _, Result, anyhow};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where compiled components are kept unless `--cache-dir` says otherwise:
+/// `$XDG_CACHE_HOME/replica-host`, else `$HOME/.cache/replica-host`.
+pub(crate) fn default_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+    Some(base.join("replica-host"))
+}
+
+/// The cache entry for `bytes` compiled by `engine`.
+pub(crate) fn entry(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.update(bytes);
+    let digest = hasher.0.finalize();
+    let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{name}.cwasm"))
+}
+
+/// Loads a cached compilation, if there is a usable one.
+pub(crate) fn load(engine: &Engine, entry: &Path) -> Option<Component> {
+    if !entry.is_file() {
+        return None;
+    }
+    // SAFETY: the file is one this host wrote (`store`) into a directory only
+    // its user may write, under a name derived from the component and the
+    // engine's settings, so it holds code compiled by this engine for this
+    // component. wasmtime still checks its header and settings.
+    #[allow(unsafe_code)]
+    let loaded = unsafe { Component::deserialize_file(engine, entry) };
+    match loaded {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!("ignoring unusable cache entry {}: {e}", entry.display());
+            None
+        }
+    }
+}
+
+/// Writes a compilation to the cache; a failure only costs the next start a
+/// compile, so it is logged, not fatal.
+pub(crate) fn store(component: &Component, entry: &Path) {
+    if let Err(e) = try_store(component, entry) {
+        tracing::warn!("not caching the compiled component: {e:#}");
+    }
+}
+
+fn try_store(component: &Component, entry: &Path) -> Result<()> {
+    let dir = entry.parent().context("cache entry has no directory")?;
+    create_private_dir(dir)?;
+    let bytes = component.serialize().map_err(|e| anyhow!(e))?;
+    // Write then rename, so that a concurrent start never reads half a file.
+    let partial = entry.with_extension(format!("partial-{}", std::process::id()));
+    fs::write(&partial, bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+    fs::rename(&partial, entry).with_context(|| format!("cannot write {}", entry.display()))?;
+    Ok(())
+}
+
+/// Creates `dir` readable and writable by this user only: whoever can write
+/// the cache can choose the code this host runs.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the cache directory {}", dir.display()))
+}
+
+/// Feeds `Hash` output into SHA-256.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        // Only the digest is used; `Hasher` requires this.
+        0
+    }
+}

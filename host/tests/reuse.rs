@@ -1,0 +1,111 @@
+//! Instance reuse: warm instances serve many requests by default, a fresh one
+//! serves each in strict mode, and a failed instance is never reused. Also
+//! the compile cache that spares a restart the compile.
+
+mod common;
+
+use common::{Server, faulty_guest, get};
+use std::time::Duration;
+
+fn count(server: &Server) -> u32 {
+    get(&server.url("/count")).body.parse().expect("a count")
+}
+
+fn faulty(args: &[&str]) -> Server {
+    Server::start(&faulty_guest(), args, &[("SERVER_ID", "1")])
+}
+
+#[test]
+fn by_default_one_instance_serves_request_after_request() {
+    let server = faulty(&[]);
+    let counts: Vec<u32> = (0..5).map(|_| count(&server)).collect();
+    assert_eq!(counts, [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn strict_mode_gives_every_request_a_fresh_instance() {
+    let server = faulty(&["--strict"]);
+    let counts: Vec<u32> = (0..5).map(|_| count(&server)).collect();
+    assert_eq!(counts, [1, 1, 1, 1, 1]);
+}
+
+#[test]
+fn an_instance_is_replaced_after_max_instance_reuse_requests() {
+    let server = faulty(&["--max-instance-reuse", "3"]);
+    let counts: Vec<u32> = (0..7).map(|_| count(&server)).collect();
+    assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1]);
+}
+
+#[test]
+fn an_instance_that_trapped_is_never_reused() {
+    let server = faulty(&[]);
+    assert_eq!((count(&server), count(&server)), (1, 2));
+    assert_eq!(get(&server.url("/trap")).status, 500);
+    // /trap ran on the warm instance and killed it: a fresh one follows.
+    assert_eq!(count(&server), 1);
+}
+
+#[test]
+fn an_instance_that_timed_out_is_never_reused() {
+    let server = faulty(&["--request-timeout", "300ms"]);
+    assert_eq!((count(&server), count(&server)), (1, 2));
+    assert_eq!(get(&server.url("/loop")).status, 504);
+    assert_eq!(count(&server), 1);
+}
+
+#[test]
+fn an_idle_instance_is_dropped_after_the_idle_timeout() {
+    let server = faulty(&["--idle-instance-timeout", "200ms"]);
+    assert_eq!((count(&server), count(&server)), (1, 2));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&server), 1);
+}
+
+fn cwasm_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_restart_loads_the_compiled_component_from_the_cache() {
+    let dir = std::env::temp_dir().join(format!("replica-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.to_str().expect("utf-8");
+    let debug = [("SERVER_ID", "1"), ("RUST_LOG", "replica_host=debug")];
+
+    let first = Server::start(&faulty_guest(), &["--cache-dir", cache], &debug);
+    assert_eq!(get(&first.url("/ok")).status, 200);
+    drop(first);
+    let entries = cwasm_files(&dir);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    let second = Server::start(&faulty_guest(), &["--cache-dir", cache], &debug);
+    assert_eq!(get(&second.url("/ok")).status, 200);
+    assert!(
+        second.stderr().contains("loaded from the cache"),
+        "{}",
+        second.stderr()
+    );
+
+    // A cache entry is a precompiled component: it can be served directly.
+    let precompiled = Server::start(&entries[0], &["--no-cache"], &[("SERVER_ID", "1")]);
+    assert_eq!(get(&precompiled.url("/ok")).body, "ok");
+
+    // A damaged entry is ignored with a warning, and the component recompiled.
+    std::fs::write(&entries[0], b"not a compiled component").expect("write");
+    let third = Server::start(&faulty_guest(), &["--cache-dir", cache], &debug);
+    assert_eq!(get(&third.url("/ok")).status, 200);
+    assert!(
+        third.stderr().contains("unusable cache entry"),
+        "{}",
+        third.stderr()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
