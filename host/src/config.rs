@@ -16,7 +16,7 @@ pub(crate) const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/guest/replica_g
 /// SERVER_ID, listens on port 5000, and keeps serving whatever the guest does.
 #[derive(Parser, Debug)]
 #[command(version)]
-pub(crate) struct Config {
+pub struct Config {
     /// The wasi:http/proxy component to serve (.wasm).
     #[arg(env = "REPLICA_COMPONENT", default_value = DEFAULT_COMPONENT)]
     pub component: PathBuf,
@@ -70,6 +70,28 @@ pub(crate) struct Config {
     /// runs on one thread with no cross-thread wake-ups.
     #[arg(long, env = "REPLICA_WORKERS", default_value_t = 0)]
     pub workers: usize,
+
+    /// How long a client may take to send a request's headers; a connection
+    /// idle this long between requests is closed too.
+    #[arg(long, env = "REPLICA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// The most bytes of request headers accepted; more gets a 431.
+    #[arg(long, env = "REPLICA_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    pub max_header_bytes: u32,
+
+    /// The most bytes of request body accepted; more gets a 413.
+    #[arg(long, env = "REPLICA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
+
+    /// Reload the component when its file changes (it is always reloaded on SIGHUP).
+    #[arg(long, env = "REPLICA_WATCH")]
+    pub watch: bool,
+
+    /// A host the guest may send HTTP requests to, as HOST or HOST:PORT;
+    /// repeat for more. Without it, every outgoing request is refused.
+    #[arg(long = "allow-outbound", value_name = "HOST[:PORT]", value_parser = parse_outbound_host)]
+    pub allow_outbound: Vec<String>,
 
     /// How long a request may run in the guest before it is cut off with a 504.
     #[arg(long, env = "REPLICA_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -126,7 +148,7 @@ impl Config {
 }
 
 /// Parses `KEY=VALUE`; the value may be empty and may contain `=`.
-pub(crate) fn parse_env_var(s: &str) -> Result<(String, String)> {
+pub fn parse_env_var(s: &str) -> Result<(String, String)> {
     let (key, value) = s
         .split_once('=')
         .with_context(|| format!("`{s}` has no `=`: write it as KEY=VALUE"))?;
@@ -137,6 +159,17 @@ pub(crate) fn parse_env_var(s: &str) -> Result<(String, String)> {
         bail!("`{s}` contains a NUL byte, which no environment variable may hold");
     }
     Ok((key.to_string(), value.to_string()))
+}
+
+/// Parses an `--allow-outbound` entry: a host name or IP, with an optional port.
+pub fn parse_outbound_host(s: &str) -> Result<String> {
+    let authority: hyper::http::uri::Authority = s
+        .parse()
+        .with_context(|| format!("`{s}` is not a host: write it as HOST or HOST:PORT"))?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        bail!("`{s}` is not a host: write it as HOST or HOST:PORT");
+    }
+    Ok(authority.as_str().to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -163,6 +196,22 @@ mod tests {
         assert!(parse_env_var("A").is_err());
         assert!(parse_env_var("=b").is_err());
         assert!(parse_env_var("A=\0").is_err());
+    }
+
+    #[test]
+    fn outbound_hosts_are_host_or_host_port() {
+        assert_eq!(
+            parse_outbound_host("Example.com").expect("valid"),
+            "example.com"
+        );
+        assert_eq!(
+            parse_outbound_host("127.0.0.1:8080").expect("valid"),
+            "127.0.0.1:8080"
+        );
+        assert!(parse_outbound_host("http://example.com/").is_err());
+        assert!(parse_outbound_host("user@example.com").is_err());
+        assert!(parse_outbound_host("").is_err());
+        assert!(parse_outbound_host("a b").is_err());
     }
 
     #[test]

@@ -4,25 +4,33 @@
 use crate::pool::{Instance, Pool};
 use anyhow::anyhow;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{Error as HttpError, WasiHttpView};
 
 /// Everything a request needs, built once before the accept loop.
 pub(crate) struct Handler {
     pool: Arc<Pool>,
-    request_timeout: Duration,
+    limits: Limits,
     slots: Arc<Semaphore>,
     next_id: AtomicU64,
+}
+
+/// What one request may ask of the host.
+pub(crate) struct Limits {
+    pub(crate) max_concurrency: u32,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_body_bytes: u64,
 }
 
 /// Why a request got no response from the guest; already logged.
@@ -33,15 +41,49 @@ enum Failure {
 
 type GuestResponse = Result<Response<HyperOutgoingBody>, ErrorCode>;
 
+/// A request body as the guest reads it.
+pub(crate) trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error = HttpError> + Send + 'static
+{
+}
+impl<B: hyper::body::Body<Data = Bytes, Error = HttpError> + Send + 'static> RequestBody for B {}
+
 impl Handler {
-    pub(crate) fn new(pool: Arc<Pool>, max_concurrency: u32, request_timeout: Duration) -> Self {
-        let slots = Arc::new(Semaphore::new(max_concurrency as usize));
+    pub(crate) fn new(pool: Arc<Pool>, limits: Limits) -> Self {
+        let slots = Arc::new(Semaphore::new(limits.max_concurrency as usize));
         Self {
             pool,
-            request_timeout,
+            limits,
             slots,
             next_id: AtomicU64::new(0),
         }
+    }
+
+    /// A JSON 431 or 413 for a request over the limits, before any guest work.
+    fn oversized(&self, req: &Request<Incoming>) -> Option<Response<HyperOutgoingBody>> {
+        // As counted on the wire: "name: value\r\n".
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if header_bytes > self.limits.max_header_bytes {
+            return Some(json_error(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large",
+            ));
+        }
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.limits.max_body_bytes) {
+            return Some(json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Content Too Large",
+            ));
+        }
+        None
     }
 
     /// Serves one request; every failure becomes a JSON error response.
@@ -53,6 +95,21 @@ impl Handler {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
         let path: Arc<str> = req.uri().path().into();
+        if let Some(rejection) = self.oversized(&req) {
+            tracing::warn!(id, %method, %path, status = rejection.status().as_u16(), "request over the limits");
+            return Ok(rejection);
+        }
+        // A body sent without a length is cut off at the limit: the guest's
+        // read fails there.
+        let max_body = self.limits.max_body_bytes;
+        let req = req.map(|body| {
+            Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).map_err(move |e| {
+                match e.downcast::<hyper::Error>() {
+                    Ok(e) => HttpError::from(*e),
+                    Err(_) => HttpError::HttpRequestBodySize(Some(max_body)),
+                }
+            })
+        });
         let response = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => self.call_guest(permit, id, &method, &path, req).await,
             Err(_) => {
@@ -73,7 +130,7 @@ impl Handler {
         id: u64,
         method: &Method,
         path: &Arc<str>,
-        req: Request<Incoming>,
+        req: Request<impl RequestBody>,
     ) -> Response<HyperOutgoingBody> {
         let (sender, mut receiver) = oneshot::channel();
         // The guest may go on writing the body after it has handed over the
@@ -83,7 +140,7 @@ impl Handler {
         // its own failures, so one after the head was sent is not lost.
         let mut guest = Box::pin(run_guest(
             self.pool.clone(),
-            self.request_timeout,
+            self.limits.request_timeout,
             permit,
             req,
             sender,
@@ -132,7 +189,7 @@ async fn run_guest(
     pool: Arc<Pool>,
     timeout: Duration,
     _permit: OwnedSemaphorePermit,
-    req: Request<Incoming>,
+    req: Request<impl RequestBody>,
     sender: oneshot::Sender<GuestResponse>,
     (id, method, path): (u64, Method, Arc<str>),
 ) -> Result<(), Failure> {

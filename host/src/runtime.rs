@@ -2,7 +2,7 @@
 //! stores, and the epoch ticker that keeps a busy guest from hogging a thread.
 
 use crate::cache;
-use crate::state::Host;
+use crate::state::{Host, Outgoing};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::path::Path;
 use std::time::Duration;
@@ -191,11 +191,20 @@ fn check_is_component(bytes: &[u8]) -> Result<()> {
     }
 }
 
-/// A fresh store for one guest instance. The guest sees only `env`: no
-/// filesystem, no inherited variables, and output goes to the host's.
-pub(crate) fn new_store(engine: &Engine, env: &[(String, String)], limits: Limits) -> Store<Host> {
+/// What a guest instance may see and use.
+pub(crate) struct Sandbox {
+    /// Its whole environment: SERVER_ID and the `--env` variables.
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) limits: Limits,
+    pub(crate) outgoing: Outgoing,
+}
+
+/// A fresh store for one guest instance. The guest sees only the sandbox's
+/// environment: no filesystem, no inherited variables, no sockets, no outgoing
+/// HTTP but to allowed hosts; its output goes to the host's.
+pub(crate) fn new_store(engine: &Engine, sandbox: &Sandbox) -> Store<Host> {
     let wasi = WasiCtx::builder()
-        .envs(env)
+        .envs(&sandbox.env)
         .inherit_stdout()
         .inherit_stderr()
         .build();
@@ -203,9 +212,9 @@ pub(crate) fn new_store(engine: &Engine, env: &[(String, String)], limits: Limit
         table: ResourceTable::new(),
         wasi,
         http: WasiHttpCtx::new(),
-        hooks: crate::state::DenyOutgoing,
+        hooks: sandbox.outgoing.clone(),
         limits: StoreLimitsBuilder::new()
-            .memory_size(limits.max_memory_bytes)
+            .memory_size(sandbox.limits.max_memory_bytes)
             .build(),
     };
     let mut store = Store::new(engine, host);

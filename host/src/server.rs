@@ -2,6 +2,7 @@
 
 use crate::handler::Handler;
 use anyhow::{Context as _, Result};
+use futures::FutureExt as _;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -10,7 +11,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Binds `addr`, saying what to do when it cannot.
@@ -29,12 +30,25 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     })
 }
 
+/// How connections are served.
+pub(crate) struct Settings {
+    /// After SIGTERM/SIGINT, how long in-flight requests may take.
+    pub(crate) grace: Duration,
+    /// Slowloris guard, and the idle keep-alive timeout: hyper times both
+    /// from when it starts waiting for a request's head.
+    pub(crate) header_read_timeout: Duration,
+    /// The handler answers past this with a JSON 431; hyper itself cuts off
+    /// (with a bare 431) at four times this.
+    pub(crate) max_header_bytes: usize,
+}
+
 /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight
-/// requests finish for up to `grace`. A second signal ends the wait at once.
+/// requests finish for up to the grace period. A second signal ends the wait
+/// at once.
 pub(crate) async fn serve(
     listener: TcpListener,
     handler: Arc<Handler>,
-    grace: Duration,
+    settings: Settings,
 ) -> Result<()> {
     let mut signals = Signals::new()?;
     let addr = listener
@@ -47,25 +61,14 @@ pub(crate) async fn serve(
         .context("cannot write to stdout")?;
 
     let graceful = GracefulShutdown::new();
+    let hyper_header_cap = settings.max_header_bytes.saturating_mul(4);
     let mut http = http1::Builder::new();
-    http.keep_alive(true).timer(TokioTimer::new());
-
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Typically out of file descriptors: back off, keep serving.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            signal = signals.next() => {
-                tracing::info!("{signal} received: draining for up to {grace:?}");
-                break;
-            }
-        };
+    http.keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_header_size(hyper_header_cap)
+        .max_buf_size(hyper_header_cap.max(64 * 1024));
+    let serve_connection = |stream: TcpStream, peer: SocketAddr| {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
@@ -77,9 +80,31 @@ pub(crate) async fn serve(
                 tracing::debug!(%peer, "connection closed with an error: {e}");
             }
         });
+    };
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => serve_connection(stream, peer),
+                Err(e) => {
+                    // Typically out of file descriptors: back off, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            signal = signals.next() => {
+                tracing::info!("{signal} received: draining for up to {:?}", settings.grace);
+                break;
+            }
+        }
+    }
+    // Connections the kernel has already accepted are served too, not reset.
+    while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
+        serve_connection(stream, peer);
     }
     drop(listener);
 
+    let grace = settings.grace;
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("drained; exiting"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period of {grace:?} over; exiting with requests in flight"),

@@ -27,6 +27,16 @@ impl Guest for Faulty {
             .unwrap_or((&path_with_query, ""));
         match path {
             "/ok" => respond(out, 200, b"ok"),
+            // Tells this guest from the replica guest in the hot-swap tests.
+            "/home" => respond(out, 200, b"faulty-home"),
+            "/fetch" => match fetch(query) {
+                Ok(body) => respond(out, 200, &body),
+                Err(why) => respond(out, 502, why.as_bytes()),
+            },
+            "/body" => match read_body(&request) {
+                Ok(body) => respond(out, 200, body.len().to_string().as_bytes()),
+                Err(why) => respond(out, 400, why.as_bytes()),
+            },
             "/count" => {
                 // How many requests this instance has served: shows reuse.
                 static SERVED: AtomicU32 = AtomicU32::new(0);
@@ -72,6 +82,57 @@ impl Guest for Faulty {
             _ => respond(out, 404, b"no such fault"),
         }
     }
+}
+
+/// GETs `url` (http://host:port/path) through wasi:http/outgoing-handler.
+fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{OutgoingRequest, Scheme};
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let request = OutgoingRequest::new(Fields::new());
+    request
+        .set_scheme(Some(&Scheme::Http))
+        .map_err(|()| "bad scheme")?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| "bad authority")?;
+    request
+        .set_path_with_query(Some(if path.is_empty() { "/" } else { path }))
+        .map_err(|()| "bad path")?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    pending.subscribe().block();
+    let response = pending
+        .get()
+        .ok_or("no response")?
+        .map_err(|()| "response taken")?
+        .map_err(|e| format!("{e:?}"))?;
+    let body = response.consume().map_err(|()| "no body")?;
+    let stream = body.stream().map_err(|()| "no stream")?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend(chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(format!("{e:?}")),
+        }
+    }
+    Ok(bytes)
+}
+
+/// Reads the whole request body.
+fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, String> {
+    let body = request.consume().map_err(|()| "no body")?;
+    let stream = body.stream().map_err(|()| "no stream")?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend(chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(format!("body read failed: {e:?}")),
+        }
+    }
+    Ok(bytes)
 }
 
 fn start(out: ResponseOutparam, status: u16) -> OutgoingBody {

@@ -1,0 +1,106 @@
+//! replica-host: serves a wasi:http/proxy component as a replica server.
+//!
+//! The binary (`main.rs`) parses [`Config`] and calls [`run`]; the library
+//! exists so that fuzz targets can reach the parsing the host does itself.
+
+mod cache;
+pub mod config;
+mod handler;
+mod pool;
+mod reload;
+mod runtime;
+mod server;
+mod state;
+
+pub use config::Config;
+
+use anyhow::{Context as _, Result};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often `--watch` looks at the component file.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Serves until SIGTERM or SIGINT. Configuration and the component are checked
+/// before the socket is bound, so a bad one fails at once.
+pub fn run(config: Config) -> Result<()> {
+    let env = config.guest_env()?;
+    let limits = runtime::Limits {
+        max_instances: config.max_concurrency,
+        max_memory_bytes: config.max_memory_mib as usize * 1024 * 1024,
+    };
+    let engine = runtime::engine(limits)?;
+    let cache_dir = config.cache_dir();
+    let pre = runtime::load_proxy(&engine, &config.component, cache_dir.as_deref())?;
+    runtime::start_epoch_ticker(&engine)?;
+    let sandbox = runtime::Sandbox {
+        env,
+        limits,
+        outgoing: state::Outgoing::new(config.allow_outbound.clone()),
+    };
+    let pool = Arc::new(pool::Pool::new(
+        pre,
+        sandbox,
+        config.instance_reuse(),
+        config.idle_instance_timeout,
+    ));
+    let handler = Arc::new(handler::Handler::new(
+        pool.clone(),
+        handler::Limits {
+            max_concurrency: config.max_concurrency,
+            request_timeout: config.request_timeout,
+            max_header_bytes: config.max_header_bytes as usize,
+            max_body_bytes: config.max_body_bytes,
+        },
+    ));
+    let reloader = Arc::new(reload::Reloader::new(
+        engine,
+        config.component.clone(),
+        cache_dir,
+        pool.clone(),
+    ));
+
+    runtime(config.workers)?.block_on(async {
+        tokio::spawn(sweep_idle_instances(pool));
+        reloader.reload_on_sighup()?;
+        if config.watch {
+            reloader.watch(WATCH_INTERVAL);
+        }
+        let listener = server::bind(config.addr).await?;
+        let settings = server::Settings {
+            grace: config.shutdown_grace,
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes as usize,
+        };
+        server::serve(listener, handler, settings).await
+    })
+}
+
+/// The async runtime: one thread per CPU by default.
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
+    match workers {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the async runtime")
+}
+
+/// Frees instances that sat idle past their timeout.
+async fn sweep_idle_instances(pool: Arc<pool::Pool>) {
+    let period = pool
+        .idle_timeout()
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut every = tokio::time::interval(period);
+    loop {
+        every.tick().await;
+        pool.sweep();
+    }
+}

@@ -1,0 +1,104 @@
+//! Replacing the component while serving: on SIGHUP, or when the file changes
+//! with `--watch`. The new component is read, compiled and linked off the
+//! request path; only if all of that succeeds does it replace the old one.
+
+use crate::pool::Pool;
+use crate::runtime;
+use anyhow::{Context as _, Result};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use wasmtime::Engine;
+
+pub(crate) struct Reloader {
+    engine: Engine,
+    path: PathBuf,
+    cache_dir: Option<PathBuf>,
+    pool: Arc<Pool>,
+    // One reload at a time, so that the last one asked for wins.
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        engine: Engine,
+        path: PathBuf,
+        cache_dir: Option<PathBuf>,
+        pool: Arc<Pool>,
+    ) -> Self {
+        Self {
+            engine,
+            path,
+            cache_dir,
+            pool,
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Loads the component anew and swaps it in; a component that fails to
+    /// load is rejected with an error in the log and the old one keeps serving.
+    pub(crate) async fn reload(&self, why: &str) {
+        let _one_at_a_time = self.busy.lock().await;
+        let (engine, path, cache) = (
+            self.engine.clone(),
+            self.path.clone(),
+            self.cache_dir.clone(),
+        );
+        let loaded = tokio::task::spawn_blocking(move || {
+            runtime::load_proxy(&engine, &path, cache.as_deref())
+        })
+        .await;
+        let shown = self.path.display();
+        match loaded {
+            Ok(Ok(pre)) => {
+                let generation = self.pool.replace(pre);
+                tracing::info!("{why}: reloaded {shown} (generation {generation})");
+            }
+            Ok(Err(e)) => {
+                tracing::error!("{why}: rejected the new {shown}, still serving the old one: {e:#}")
+            }
+            Err(e) => tracing::error!("{why}: reloading {shown} failed: {e}"),
+        }
+    }
+
+    /// Reloads on every SIGHUP. Listening starts before this returns, so a
+    /// SIGHUP sent once the server is up never kills the process.
+    pub(crate) fn reload_on_sighup(self: &Arc<Self>) -> Result<()> {
+        let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let this = self.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                this.reload("SIGHUP").await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Reloads when the file changes (size, modification time or inode), once
+    /// it has stayed the same for one poll, so a file still being written is
+    /// not picked up half-way.
+    pub(crate) fn watch(self: &Arc<Self>, every: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let stamp = |path: &PathBuf| {
+                std::fs::metadata(path)
+                    .ok()
+                    .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
+            };
+            let mut served = stamp(&this.path);
+            let mut seen = served;
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                let now = stamp(&this.path);
+                if now.is_some() && now == seen && now != served {
+                    served = now;
+                    this.reload("component file changed").await;
+                }
+                seen = now;
+            }
+        });
+    }
+}

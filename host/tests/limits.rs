@@ -1,0 +1,235 @@
+//! Limits that keep one bad guest or client from hurting anyone else:
+//! memory caps, bounded concurrency, header and body sizes, slow clients.
+
+mod common;
+
+use common::{Server, faulty_guest, get, replica_guest};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn faulty(args: &[&str]) -> Server {
+    Server::start(&faulty_guest(), args, &[("SERVER_ID", "1")])
+}
+
+/// Sends raw bytes and returns what came back before the server closed or
+/// went quiet for `wait`.
+fn raw(server: &Server, bytes: &[u8], wait: Duration) -> String {
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream.set_read_timeout(Some(wait)).expect("timeout");
+    let _ = stream.write_all(bytes);
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+fn rss_kib(server: &Server) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_guest_exhausting_memory_gets_a_500_and_the_host_stays_bounded() {
+    let server = faulty(&["--max-memory-mib", "32"]);
+    for _ in 0..5 {
+        let reply = get(&server.url("/oom"));
+        assert_eq!(reply.status, 500);
+        assert_eq!(reply.body, r#"{"detail":"Internal Server Error"}"#);
+        assert_eq!(get(&server.url("/ok")).body, "ok");
+    }
+    // Five guests each grew to the 32 MiB cap; none of it stays with the host.
+    let rss = rss_kib(&server);
+    assert!(
+        rss < 64 * 1024,
+        "host RSS {rss} KiB after the guests hit the cap"
+    );
+}
+
+#[test]
+fn beyond_max_concurrency_requests_get_a_fast_503() {
+    let server = faulty(&["--max-concurrency", "2"]);
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url("/slow?ms=1500");
+            std::thread::spawn(move || get(&url))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let busy = get(&server.url("/ok"));
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(busy.body, r#"{"detail":"Service Unavailable"}"#);
+    for request in slow {
+        assert_eq!(request.join().expect("client").status, 200);
+    }
+    assert_eq!(get(&server.url("/ok")).status, 200);
+}
+
+#[test]
+fn a_slow_client_is_cut_off_and_others_are_served() {
+    let server = faulty(&["--header-read-timeout", "500ms"]);
+    let start = Instant::now();
+    // Slowloris: a request head that never ends.
+    let reply = raw(
+        &server,
+        b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: 1\r\n",
+        Duration::from_secs(5),
+    );
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(3), "not cut off: {waited:?}");
+    assert!(!reply.contains("200 OK"), "{reply}");
+    assert_eq!(get(&server.url("/ok")).status, 200);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed() {
+    let server = faulty(&["--header-read-timeout", "500ms"]);
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).expect("a response");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let start = Instant::now();
+    // Nothing more is sent: the server closes the connection.
+    let n = stream.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "expected the connection to close");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn oversized_headers_get_431() {
+    let server = faulty(&["--max-header-bytes", "4096"]);
+    let big = "a".repeat(5000);
+    let reply = raw(
+        &server,
+        format!("GET /ok HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert!(
+        reply.ends_with(r#"{"detail":"Request Header Fields Too Large"}"#),
+        "{reply}"
+    );
+    // Far over the limit hyper answers before the request is parsed.
+    let huge = "a".repeat(100_000);
+    let reply = raw(
+        &server,
+        format!("GET /ok HTTP/1.1\r\nHost: t\r\nX-Big: {huge}\r\n\r\n").as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert_eq!(get(&server.url("/ok")).status, 200);
+}
+
+#[test]
+fn oversized_bodies_get_413_or_are_cut_off() {
+    let server = faulty(&["--max-body-bytes", "1000"]);
+    let reply = raw(
+        &server,
+        b"POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(
+        reply.ends_with(r#"{"detail":"Content Too Large"}"#),
+        "{reply}"
+    );
+
+    let within = raw(
+        &server,
+        format!(
+            "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{}",
+            "x".repeat(500)
+        )
+        .as_bytes(),
+        Duration::from_secs(5),
+    );
+    // The faulty guest sends chunked bodies: a chunk of 3 bytes, "500".
+    assert!(
+        within.starts_with("HTTP/1.1 200") && within.contains("\r\n3\r\n500\r\n"),
+        "{within}"
+    );
+
+    // Without a length, the guest's read fails at the limit.
+    let chunk = "x".repeat(4000);
+    let chunked = raw(
+        &server,
+        format!(
+            "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        )
+        .as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(chunked.contains("body read failed"), "{chunked}");
+    assert_eq!(get(&server.url("/ok")).status, 200);
+}
+
+#[test]
+fn malformed_requests_get_400() {
+    let server = faulty(&[]);
+    for bad in [
+        &b"NOT A REQUEST\r\n\r\n"[..],
+        b"GET /ok HTTP/9.9\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+    ] {
+        let reply = raw(&server, bad, Duration::from_secs(5));
+        assert!(
+            reply.starts_with("HTTP/1.1 400"),
+            "{:?} -> {reply:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert_eq!(get(&server.url("/ok")).status, 200);
+}
+
+#[test]
+fn the_guest_has_no_filesystem_and_no_outbound_http_unless_allowed() {
+    let target = Server::start(&replica_guest(), &[], &[("SERVER_ID", "target")]);
+    let upstream = format!("http://{}/heartbeat", target.addr);
+
+    let sandboxed = faulty(&[]);
+    let fs = get(&sandboxed.url("/fs"));
+    assert!(
+        fs.body.starts_with("Err("),
+        "the guest listed a directory: {}",
+        fs.body
+    );
+    let denied = get(&sandboxed.url(&format!("/fetch?{upstream}")));
+    assert_eq!(denied.status, 502);
+    assert!(denied.body.contains("HttpRequestDenied"), "{}", denied.body);
+    assert!(
+        sandboxed.stderr().contains("--allow-outbound"),
+        "{}",
+        sandboxed.stderr()
+    );
+
+    // Allowed by host:port: the request goes through; another host stays denied.
+    let allowed = faulty(&["--allow-outbound", &target.addr.to_string()]);
+    let fetched = get(&allowed.url(&format!("/fetch?{upstream}")));
+    assert_eq!((fetched.status, fetched.body.as_str()), (200, ""));
+    let other = get(&allowed.url("/fetch?http://127.0.0.2:9/"));
+    assert!(other.body.contains("HttpRequestDenied"), "{}", other.body);
+}
