@@ -66,3 +66,93 @@ fn the_grace_period_bounds_the_wait() {
         server.stderr()
     );
 }
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut server = Server::start(
+        &faulty_guest(),
+        &["--shutdown-grace", "30s"],
+        &[("SERVER_ID", "1")],
+    );
+    let url = server.url("/slow?ms=20000");
+    let _in_flight = std::thread::spawn(move || common::request(&common::client(), "GET", &url));
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.child.try_wait().expect("try_wait").is_none(),
+        "exited before the grace period"
+    );
+    server.signal(Signal::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(2))
+        .expect("exits at once");
+    assert!(status.success());
+    assert!(
+        server.stderr().contains("second SIGTERM"),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// What one client saw: requests answered in full, requests that failed after
+/// the connection was accepted, and whether it stopped on a refused connect.
+#[derive(Default, Debug)]
+struct Tally {
+    ok: usize,
+    failed: Vec<String>,
+}
+
+#[test]
+fn sigterm_under_load_completes_every_accepted_request() {
+    use std::io::{Read, Write};
+    let mut server = Server::start(&faulty_guest(), &[], &[("SERVER_ID", "1")]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut tally = Tally::default();
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while std::time::Instant::now() < deadline {
+                    // A refused connection means the host stopped accepting: done.
+                    let Ok(mut stream) = TcpStream::connect(addr) else {
+                        break;
+                    };
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let sent = stream.write_all(
+                        b"GET /slow?ms=200 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                    );
+                    let mut reply = String::new();
+                    let read = stream.read_to_string(&mut reply);
+                    if sent.is_ok()
+                        && read.is_ok()
+                        && reply.starts_with("HTTP/1.1 200")
+                        && reply.contains("slow done")
+                    {
+                        tally.ok += 1;
+                    } else {
+                        tally.failed.push(format!("{sent:?} {read:?} {reply:?}"));
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.signal(Signal::SIGTERM);
+    let tallies: Vec<Tally> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let ok: usize = tallies.iter().map(|t| t.ok).sum();
+    let failed: Vec<&String> = tallies.iter().flat_map(|t| &t.failed).collect();
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(ok >= 8, "too little load: {ok}");
+    assert!(
+        failed.is_empty(),
+        "{} accepted requests failed: {failed:?}",
+        failed.len()
+    );
+    println!("drain under load: {ok} requests completed, 0 failed");
+}

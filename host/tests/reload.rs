@@ -1,0 +1,175 @@
+//! Hot swap: the component is replaced under load, on SIGHUP or with --watch,
+//! without a single failed request; a broken replacement is rejected.
+
+mod common;
+
+use common::{Server, client, faulty_guest, replica_guest, request};
+use nix::sys::signal::Signal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const REPLICA_HOME: &str = r#"{"message":"Hello from Server: 1","status":"successful"}"#;
+const FAULTY_HOME: &str = "faulty-home";
+
+/// A scratch copy of a guest that the test can replace atomically.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("replica-reload-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("guest.wasm");
+    install(&replica_guest(), &path);
+    path
+}
+
+/// Puts `from` at `to` with a rename, as a deploy would.
+fn install(from: &Path, to: &Path) {
+    let partial = to.with_extension("partial");
+    std::fs::copy(from, &partial).expect("copy");
+    std::fs::rename(&partial, to).expect("rename");
+}
+
+/// Bounded load: a few clients GET /home until told to stop (or 60 s pass),
+/// returning every (status, body) they saw, or the error.
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<JoinHandle<Vec<Result<(u16, String), String>>>>,
+}
+
+impl Load {
+    fn start(server: &Server, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|_| {
+                let (stop, url) = (stop.clone(), server.url("/home"));
+                std::thread::spawn(move || {
+                    let agent = client();
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        seen.push(
+                            request(&agent, "GET", &url)
+                                .map(|r| (r.status, r.body))
+                                .map_err(|e| e.to_string()),
+                        );
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    fn finish(self) -> Vec<Result<(u16, String), String>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("client thread"))
+            .collect()
+    }
+}
+
+fn wait_for_body(server: &Server, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if common::get(&server.url("/home")).body == body {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the host never served {body:?}; log:\n{}", server.stderr());
+}
+
+#[test]
+fn swapping_guests_under_load_fails_no_request() {
+    const SWAPS: usize = 20;
+    let path = scratch("sighup");
+    let server = Server::start(&path, &[], &[("SERVER_ID", "1")]);
+    let load = Load::start(&server, 4);
+    for swap in 0..SWAPS {
+        let (next, body) = if swap % 2 == 0 {
+            (faulty_guest(), FAULTY_HOME)
+        } else {
+            (replica_guest(), REPLICA_HOME)
+        };
+        install(&next, &path);
+        server.signal(Signal::SIGHUP);
+        wait_for_body(&server, body);
+    }
+    let seen = load.finish();
+
+    let failed: Vec<_> = seen.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let replica = seen
+        .iter()
+        .filter(|r| matches!(r, Ok((_, b)) if b == REPLICA_HOME))
+        .count();
+    let faulty = seen
+        .iter()
+        .filter(|r| matches!(r, Ok((_, b)) if b == FAULTY_HOME))
+        .count();
+    assert!(replica > 0 && faulty > 0, "responses never switched over");
+    assert_eq!(replica + faulty, seen.len());
+    println!(
+        "{SWAPS} swaps under load: {} requests, 0 failed ({replica} old/new replica, {faulty} faulty)",
+        seen.len()
+    );
+    assert!(
+        server.stderr().contains("generation 20"),
+        "{}",
+        server.stderr()
+    );
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
+#[test]
+fn a_broken_replacement_is_rejected_and_the_old_guest_keeps_serving() {
+    let path = scratch("broken");
+    let server = Server::start(&path, &[], &[("SERVER_ID", "1")]);
+    let load = Load::start(&server, 2);
+    std::fs::write(&path, b"this is not a component").expect("write");
+    server.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.stderr().contains("rejected the new") {
+        assert!(
+            Instant::now() < deadline,
+            "no rejection logged:\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seen = load.finish();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|r| matches!(r, Ok((200, b)) if b == REPLICA_HOME)),
+        "{:?}",
+        seen.iter()
+            .find(|r| !matches!(r, Ok((200, b)) if b == REPLICA_HOME))
+    );
+    assert!(
+        server.stderr().contains("still serving the old one"),
+        "{}",
+        server.stderr()
+    );
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
+#[test]
+fn watch_reloads_when_the_file_changes() {
+    let path = scratch("watch");
+    let server = Server::start(&path, &["--watch"], &[("SERVER_ID", "1")]);
+    assert_eq!(common::get(&server.url("/home")).body, REPLICA_HOME);
+    install(&faulty_guest(), &path);
+    wait_for_body(&server, FAULTY_HOME);
+    install(&replica_guest(), &path);
+    wait_for_body(&server, REPLICA_HOME);
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
