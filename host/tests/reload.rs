@@ -30,11 +30,14 @@ fn install(from: &Path, to: &Path) {
     std::fs::rename(&partial, to).expect("rename");
 }
 
+/// Every (status, body) a client saw, or the error.
+type Seen = Vec<Result<(u16, String), String>>;
+
 /// Bounded load: a few clients GET /home until told to stop (or 60 s pass),
 /// returning every (status, body) they saw, or the error.
 struct Load {
     stop: Arc<AtomicBool>,
-    clients: Vec<JoinHandle<Vec<Result<(u16, String), String>>>>,
+    clients: Vec<JoinHandle<Seen>>,
 }
 
 impl Load {
@@ -61,7 +64,7 @@ impl Load {
         Load { stop, clients }
     }
 
-    fn finish(self) -> Vec<Result<(u16, String), String>> {
+    fn finish(self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
         self.clients
             .into_iter()
