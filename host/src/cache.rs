@@ -12,15 +12,6 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// Where compiled components are kept unless `--cache-dir` says otherwise:
-/// `$XDG_CACHE_HOME/replica-host`, else `$HOME/.cache/replica-host`.
-pub(crate) fn default_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
-    Some(base.join("replica-host"))
-}
-
 /// The cache entry for `bytes` compiled by `engine`.
 pub(crate) fn entry(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
     let mut hasher = Sha256Hasher(Sha256::new());

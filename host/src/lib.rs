@@ -4,7 +4,6 @@
 //! exists so that fuzz targets can reach the parsing the host does itself.
 
 mod cache;
-pub mod config;
 mod handler;
 mod pool;
 mod reload;
@@ -12,7 +11,7 @@ mod runtime;
 mod server;
 mod state;
 
-pub use config::Config;
+pub use replica_config::Config;
 
 use anyhow::{Context as _, Result};
 use std::sync::Arc;

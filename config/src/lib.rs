@@ -1,5 +1,6 @@
-//! Command-line and environment configuration: one clap `Parser`, whose doc
-//! comments are the `--help` text.
+//! The replica host's configuration: one clap `Parser`, whose doc comments are
+//! the `--help` text, and the checks clap cannot make. A crate of its own so
+//! that its parsing is unit-tested and fuzzed without building wasmtime.
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where `make build` (and `cargo build --profile guest`) puts the guest.
-pub(crate) const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/guest/replica_guest.wasm";
+pub const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/guest/replica_guest.wasm";
 
 /// Serves a wasi:http/proxy WebAssembly component as a replica server.
 ///
@@ -105,15 +106,15 @@ pub struct Config {
 
 impl Config {
     /// The compile cache's directory, if caching is on.
-    pub(crate) fn cache_dir(&self) -> Option<PathBuf> {
+    pub fn cache_dir(&self) -> Option<PathBuf> {
         if self.no_cache {
             return None;
         }
-        self.cache_dir.clone().or_else(crate::cache::default_dir)
+        self.cache_dir.clone().or_else(default_cache_dir)
     }
 
     /// Requests one instance serves: 1 in strict mode.
-    pub(crate) fn instance_reuse(&self) -> u32 {
+    pub fn instance_reuse(&self) -> u32 {
         if self.strict {
             1
         } else {
@@ -123,7 +124,7 @@ impl Config {
 
     /// Checks what clap cannot, before anything is compiled or bound, and
     /// returns the guest's environment.
-    pub(crate) fn guest_env(&self) -> Result<Vec<(String, String)>> {
+    pub fn guest_env(&self) -> Result<Vec<(String, String)>> {
         let Some(server_id) = &self.server_id else {
             bail!(
                 "no SERVER_ID given: set the SERVER_ID environment variable \
@@ -147,6 +148,15 @@ impl Config {
     }
 }
 
+/// Where compiled components are kept unless `--cache-dir` says otherwise:
+/// `$XDG_CACHE_HOME/replica-host`, else `$HOME/.cache/replica-host`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("replica-host"))
+}
+
 /// Parses `KEY=VALUE`; the value may be empty and may contain `=`.
 pub fn parse_env_var(s: &str) -> Result<(String, String)> {
     let (key, value) = s
@@ -163,7 +173,7 @@ pub fn parse_env_var(s: &str) -> Result<(String, String)> {
 
 /// Parses an `--allow-outbound` entry: a host name or IP, with an optional port.
 pub fn parse_outbound_host(s: &str) -> Result<String> {
-    let authority: hyper::http::uri::Authority = s
+    let authority: http::uri::Authority = s
         .parse()
         .with_context(|| format!("`{s}` is not a host: write it as HOST or HOST:PORT"))?;
     if authority.as_str().contains('@') || authority.host().is_empty() {
