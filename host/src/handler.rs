@@ -1,6 +1,7 @@
 //! One request: a guest instance from the pool, its response or a JSON
 //! error, and nothing a guest does escaping this request.
 
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::pool::{Instance, Pool};
 use anyhow::anyhow;
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiHttpView};
 pub(crate) struct Handler {
     pool: Arc<Pool>,
     limits: Limits,
+    metrics: Option<Arc<Metrics>>,
     slots: Arc<Semaphore>,
     next_id: AtomicU64,
 }
@@ -31,6 +33,15 @@ pub(crate) struct Limits {
     pub(crate) request_timeout: Duration,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_body_bytes: u64,
+}
+
+/// Who a request is, for its log lines and metrics.
+#[derive(Clone)]
+struct Context {
+    id: u64,
+    method: Method,
+    path: Arc<str>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Why a request got no response from the guest; already logged.
@@ -49,41 +60,15 @@ pub(crate) trait RequestBody:
 impl<B: hyper::body::Body<Data = Bytes, Error = HttpError> + Send + 'static> RequestBody for B {}
 
 impl Handler {
-    pub(crate) fn new(pool: Arc<Pool>, limits: Limits) -> Self {
+    pub(crate) fn new(pool: Arc<Pool>, limits: Limits, metrics: Option<Arc<Metrics>>) -> Self {
         let slots = Arc::new(Semaphore::new(limits.max_concurrency as usize));
         Self {
             pool,
             limits,
+            metrics,
             slots,
             next_id: AtomicU64::new(0),
         }
-    }
-
-    /// A JSON 431 or 413 for a request over the limits, before any guest work.
-    fn oversized(&self, req: &Request<Incoming>) -> Option<Response<HyperOutgoingBody>> {
-        // As counted on the wire: "name: value\r\n".
-        let header_bytes: usize = req
-            .headers()
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum();
-        if header_bytes > self.limits.max_header_bytes {
-            return Some(json_error(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "Request Header Fields Too Large",
-            ));
-        }
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > self.limits.max_body_bytes) {
-            return Some(json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Content Too Large",
-            ));
-        }
-        None
     }
 
     /// Serves one request; every failure becomes a JSON error response.
@@ -92,12 +77,34 @@ impl Handler {
         req: Request<Incoming>,
     ) -> Result<Response<HyperOutgoingBody>, Infallible> {
         let start = Instant::now();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let method = req.method().clone();
-        let path: Arc<str> = req.uri().path().into();
-        if let Some(rejection) = self.oversized(&req) {
-            tracing::warn!(id, %method, %path, status = rejection.status().as_u16(), "request over the limits");
-            return Ok(rejection);
+        let cx = Context {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            method: req.method().clone(),
+            path: req.uri().path().into(),
+            metrics: self.metrics.clone(),
+        };
+        let response = self.respond(&cx, req).await;
+        let status = response.status().as_u16();
+        let latency = start.elapsed();
+        tracing::info!(
+            target: "access",
+            id = cx.id,
+            method = %cx.method,
+            path = %cx.path,
+            status,
+            latency_us = latency.as_micros() as u64,
+        );
+        if let Some(metrics) = &cx.metrics {
+            metrics.observe_request(&cx.path, status, latency);
+        }
+        Ok(response)
+    }
+
+    async fn respond(&self, cx: &Context, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        if let Some((reason, rejection)) = self.oversized(&req) {
+            tracing::warn!(id = cx.id, method = %cx.method, path = %cx.path, "request over the {reason} limit");
+            cx.reject(reason);
+            return rejection;
         }
         // A body sent without a length is cut off at the limit: the guest's
         // read fails there.
@@ -110,26 +117,54 @@ impl Handler {
                 }
             })
         });
-        let response = match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => self.call_guest(permit, id, &method, &path, req).await,
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => self.call_guest(permit, cx, req).await,
             Err(_) => {
-                tracing::warn!(id, %method, %path, "at --max-concurrency: answering 503");
+                tracing::warn!(id = cx.id, method = %cx.method, path = %cx.path, "at --max-concurrency: answering 503");
+                cx.reject("busy");
                 let mut busy = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
                 busy.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 busy
             }
-        };
-        tracing::debug!(id, %method, %path, status = response.status().as_u16(), latency = ?start.elapsed(), "served");
-        Ok(response)
+        }
+    }
+
+    /// A JSON 431 or 413 for a request over the limits, before any guest work.
+    fn oversized(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Option<(&'static str, Response<HyperOutgoingBody>)> {
+        // As counted on the wire: "name: value\r\n".
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if header_bytes > self.limits.max_header_bytes {
+            let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Some((
+                "headers",
+                json_error(status, "Request Header Fields Too Large"),
+            ));
+        }
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.limits.max_body_bytes) {
+            return Some((
+                "body",
+                json_error(StatusCode::PAYLOAD_TOO_LARGE, "Content Too Large"),
+            ));
+        }
+        None
     }
 
     async fn call_guest(
         &self,
         permit: OwnedSemaphorePermit,
-        id: u64,
-        method: &Method,
-        path: &Arc<str>,
+        cx: &Context,
         req: Request<impl RequestBody>,
     ) -> Response<HyperOutgoingBody> {
         let (sender, mut receiver) = oneshot::channel();
@@ -144,7 +179,7 @@ impl Handler {
             permit,
             req,
             sender,
-            (id, method.clone(), path.clone()),
+            cx.clone(),
         ));
         let (answer, outcome) = tokio::select! {
             biased;
@@ -159,7 +194,7 @@ impl Handler {
                 match answer {
                     Ok(response) => return response,
                     Err(code) => {
-                        tracing::error!(id, %method, %path, "guest answered with an error: {code:?}");
+                        tracing::error!(id = cx.id, method = %cx.method, path = %cx.path, "guest answered with an error: {code:?}");
                         Failure::Internal
                     }
                 }
@@ -170,7 +205,7 @@ impl Handler {
             }
             .err()
             .unwrap_or_else(|| {
-                tracing::error!(id, %method, %path, "guest returned without setting a response");
+                tracing::error!(id = cx.id, method = %cx.method, path = %cx.path, "guest returned without setting a response");
                 Failure::Internal
             }),
         };
@@ -183,6 +218,37 @@ impl Handler {
     }
 }
 
+impl Context {
+    fn reject(&self, reason: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .rejections
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
+        }
+    }
+}
+
+/// Counts a guest instance as in use while it lives.
+struct InUse(Option<Arc<Metrics>>);
+
+impl InUse {
+    fn new(metrics: Option<Arc<Metrics>>) -> Self {
+        if let Some(metrics) = &metrics {
+            metrics.instances_in_use.inc();
+        }
+        Self(metrics)
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.0 {
+            metrics.instances_in_use.dec();
+        }
+    }
+}
+
 /// Runs one request in a pooled instance, putting the instance back only if
 /// the request succeeded within the timeout.
 async fn run_guest(
@@ -191,10 +257,17 @@ async fn run_guest(
     _permit: OwnedSemaphorePermit,
     req: Request<impl RequestBody>,
     sender: oneshot::Sender<GuestResponse>,
-    (id, method, path): (u64, Method, Arc<str>),
+    cx: Context,
 ) -> Result<(), Failure> {
+    let _in_use = InUse::new(cx.metrics.clone());
     let run = async {
         let mut instance: Instance = pool.take().await?;
+        // The guest's log lines name this request.
+        instance
+            .store
+            .data()
+            .request
+            .store(cx.id, Ordering::Relaxed);
         let mut http = instance.store.data_mut().http();
         let req = http.new_incoming_request(Scheme::Http, req)?;
         let out = http.new_response_outparam(sender)?;
@@ -213,11 +286,19 @@ async fn run_guest(
         }
         // A failed instance is dropped here, never reused.
         Ok(Err(e)) => {
-            tracing::error!(id, %method, %path, "request failed: {:?}", anyhow!(e));
+            if let Some(metrics) = &cx.metrics
+                && e.downcast_ref::<wasmtime::Trap>().is_some()
+            {
+                metrics.traps.inc();
+            }
+            tracing::error!(id = cx.id, method = %cx.method, path = %cx.path, "request failed: {:?}", anyhow!(e));
             Err(Failure::Internal)
         }
         Err(_elapsed) => {
-            tracing::warn!(id, %method, %path, "guest still running after {timeout:?}: cut off");
+            if let Some(metrics) = &cx.metrics {
+                metrics.timeouts.inc();
+            }
+            tracing::warn!(id = cx.id, method = %cx.method, path = %cx.path, "guest still running after {timeout:?}: cut off");
             Err(Failure::Timeout)
         }
     }

@@ -4,13 +4,17 @@
 //! exists so that fuzz targets can reach the parsing the host does itself.
 
 mod cache;
+pub mod commands;
 mod handler;
+mod logging;
+mod metrics;
 mod pool;
 mod reload;
 mod runtime;
 mod server;
 mod state;
 
+pub use logging::init_logging;
 pub use replica_config::Config;
 
 use anyhow::{Context as _, Result};
@@ -32,6 +36,9 @@ pub fn run(config: Config) -> Result<()> {
     let cache_dir = config.cache_dir();
     let pre = runtime::load_proxy(&engine, &config.component, cache_dir.as_deref())?;
     runtime::start_epoch_ticker(&engine)?;
+    let metrics = config
+        .metrics_addr
+        .map(|_| Arc::new(metrics::Metrics::new()));
     let sandbox = runtime::Sandbox {
         env,
         limits,
@@ -42,6 +49,7 @@ pub fn run(config: Config) -> Result<()> {
         sandbox,
         config.instance_reuse(),
         config.idle_instance_timeout,
+        metrics.clone(),
     ));
     let handler = Arc::new(handler::Handler::new(
         pool.clone(),
@@ -51,12 +59,14 @@ pub fn run(config: Config) -> Result<()> {
             max_header_bytes: config.max_header_bytes as usize,
             max_body_bytes: config.max_body_bytes,
         },
+        metrics.clone(),
     ));
     let reloader = Arc::new(reload::Reloader::new(
         engine,
         config.component.clone(),
         cache_dir,
         pool.clone(),
+        metrics.clone(),
     ));
 
     runtime(config.workers)?.block_on(async {
@@ -64,6 +74,9 @@ pub fn run(config: Config) -> Result<()> {
         reloader.reload_on_sighup()?;
         if config.watch {
             reloader.watch(WATCH_INTERVAL);
+        }
+        if let (Some(addr), Some(metrics)) = (config.metrics_addr, metrics) {
+            metrics::serve(addr, metrics).await?;
         }
         let listener = server::bind(config.addr).await?;
         let settings = server::Settings {

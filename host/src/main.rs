@@ -1,26 +1,29 @@
 //! replica-host: serves a wasi:http/proxy component as a replica server.
 
 use clap::Parser as _;
+use replica_config::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    init_logging();
-    let config = replica_host::Config::parse();
-    match replica_host::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        None => {
+            replica_host::init_logging(cli.serve.log_format, cli.serve.access_log);
+            replica_host::run(cli.serve).map(|()| ExitCode::SUCCESS)
         }
-    }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        Some(command) => {
+            replica_host::init_logging(LogFormat::Text, false);
+            match command {
+                Command::Check { component } => replica_host::commands::check(&component),
+                Command::Compile { component, output } => {
+                    replica_host::commands::compile(&component, &output).map(|()| ExitCode::SUCCESS)
+                }
+                Command::Probe { url, timeout } => Ok(replica_host::commands::probe(url, timeout)),
+            }
+        }
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }

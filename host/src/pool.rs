@@ -10,6 +10,7 @@
 //! already running finish on the old component's instances, which are then
 //! dropped; every request that starts afterwards gets the new one.
 
+use crate::metrics::Metrics;
 use crate::runtime::{self, Sandbox};
 use crate::state::Host;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -39,6 +40,7 @@ struct Idle {
 pub(crate) struct Pool {
     current: RwLock<Arc<Generation>>,
     sandbox: Sandbox,
+    metrics: Option<Arc<Metrics>>,
     max_reuse: u32,
     idle_timeout: Duration,
     /// Oldest first: instances are pushed and popped at the end.
@@ -51,10 +53,12 @@ impl Pool {
         sandbox: Sandbox,
         max_reuse: u32,
         idle_timeout: Duration,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
         Self {
             current: RwLock::new(Arc::new(Generation { pre, number: 0 })),
             sandbox,
+            metrics,
             max_reuse,
             idle_timeout,
             idle: Mutex::new(Vec::new()),
@@ -74,8 +78,15 @@ impl Pool {
             }
             // Stale or replaced: dropped here, outside the lock.
         }
+        let started = Instant::now();
         let mut store = runtime::new_store(current.pre.engine(), &self.sandbox);
         let proxy = current.pre.instantiate_async(&mut store).await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.instantiations.inc();
+            metrics
+                .instantiation_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
         Ok(Instance {
             store,
             proxy,

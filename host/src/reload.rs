@@ -2,6 +2,7 @@
 //! with `--watch`. The new component is read, compiled and linked off the
 //! request path; only if all of that succeeds does it replace the old one.
 
+use crate::metrics::{Metrics, OutcomeLabels};
 use crate::pool::Pool;
 use crate::runtime;
 use anyhow::{Context as _, Result};
@@ -17,6 +18,7 @@ pub(crate) struct Reloader {
     path: PathBuf,
     cache_dir: Option<PathBuf>,
     pool: Arc<Pool>,
+    metrics: Option<Arc<Metrics>>,
     // One reload at a time, so that the last one asked for wins.
     busy: tokio::sync::Mutex<()>,
 }
@@ -27,13 +29,24 @@ impl Reloader {
         path: PathBuf,
         cache_dir: Option<PathBuf>,
         pool: Arc<Pool>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
         Self {
             engine,
             path,
             cache_dir,
             pool,
+            metrics,
             busy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .reloads
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
         }
     }
 
@@ -54,9 +67,11 @@ impl Reloader {
         match loaded {
             Ok(Ok(pre)) => {
                 let generation = self.pool.replace(pre);
+                self.count("ok");
                 tracing::info!("{why}: reloaded {shown} (generation {generation})");
             }
             Ok(Err(e)) => {
+                self.count("rejected");
                 tracing::error!("{why}: rejected the new {shown}, still serving the old one: {e:#}")
             }
             Err(e) => tracing::error!("{why}: reloading {shown} failed: {e}"),

@@ -2,6 +2,7 @@
 //! stores, and the epoch ticker that keeps a busy guest from hogging a thread.
 
 use crate::cache;
+use crate::logging::{CurrentRequest, GuestOutput};
 use crate::state::{Host, Outgoing};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::path::Path;
@@ -31,6 +32,16 @@ const WARM_SLOTS: u32 = 16;
 pub(crate) struct Limits {
     pub(crate) max_instances: u32,
     pub(crate) max_memory_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The serving defaults (`--max-concurrency 256`, `--max-memory-mib 64`).
+    fn default() -> Self {
+        Self {
+            max_instances: 256,
+            max_memory_bytes: 64 << 20,
+        }
+    }
 }
 
 /// Builds the engine, with the pooling allocator where this machine lets us
@@ -96,14 +107,31 @@ pub(crate) fn load_proxy(
     path: &Path,
     cache_dir: Option<&Path>,
 ) -> Result<ProxyPre<Host>> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).with_context(|| {
+    let component = load_component(engine, path, cache_dir)?;
+    link(engine, &component, path)
+}
+
+/// Reads a component file, saying what to do when it cannot be read.
+pub(crate) fn read_component(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
         format!(
-            "cannot read the component {shown}: build it with `make build`, \
-             or pass the path of a .wasm component"
+            "cannot read the component {}: build it with `make build`, \
+             or pass the path of a .wasm component",
+            path.display()
         )
-    })?;
-    let component = match Engine::detect_precompiled(&bytes) {
+    })
+}
+
+/// Loads a component: deserialized if precompiled, else compiled (or taken
+/// from the cache).
+pub(crate) fn load_component(
+    engine: &Engine,
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<Component> {
+    let shown = path.display();
+    let bytes = read_component(path)?;
+    match Engine::detect_precompiled(&bytes) {
         Some(Precompiled::Component) => {
             // SAFETY: a precompiled component is native code; the operator
             // chose this file and trusts it like the host binary itself (as
@@ -116,7 +144,7 @@ pub(crate) fn load_proxy(
                     "{shown} was precompiled for another wasmtime or other settings: \
                      serve the .wasm instead, or precompile it again with this host"
                 ))
-            })?
+            })
         }
         Some(Precompiled::Module) => {
             bail!("{shown} is a precompiled core module, not a component: serve a component")
@@ -124,10 +152,9 @@ pub(crate) fn load_proxy(
         None => {
             check_is_component(&bytes).with_context(|| format!("{shown} cannot be served"))?;
             compile(engine, &bytes, cache_dir)
-                .map_err(|e| e.context(format!("{shown} is not a valid component")))?
+                .map_err(|e| e.context(format!("{shown} is not a valid component")))
         }
-    };
-    link(engine, &component, path)
+    }
 }
 
 /// Compiles `bytes`, or loads the compilation cached by an earlier start.
@@ -148,7 +175,7 @@ fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> Result<Co
 }
 
 /// Links a component against WASI and wasi:http and checks it is a proxy.
-fn link(engine: &Engine, component: &Component, path: &Path) -> Result<ProxyPre<Host>> {
+pub(crate) fn link(engine: &Engine, component: &Component, path: &Path) -> Result<ProxyPre<Host>> {
     let shown = path.display();
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
@@ -201,18 +228,20 @@ pub(crate) struct Sandbox {
 
 /// A fresh store for one guest instance. The guest sees only the sandbox's
 /// environment: no filesystem, no inherited variables, no sockets, no outgoing
-/// HTTP but to allowed hosts; its output goes to the host's.
+/// HTTP but to allowed hosts; its output goes to the log, tagged with the request.
 pub(crate) fn new_store(engine: &Engine, sandbox: &Sandbox) -> Store<Host> {
+    let request = CurrentRequest::default();
     let wasi = WasiCtx::builder()
         .envs(&sandbox.env)
-        .inherit_stdout()
-        .inherit_stderr()
+        .stdout(GuestOutput::new("stdout", request.clone()))
+        .stderr(GuestOutput::new("stderr", request.clone()))
         .build();
     let host = Host {
         table: ResourceTable::new(),
         wasi,
         http: WasiHttpCtx::new(),
         hooks: sandbox.outgoing.clone(),
+        request,
         limits: StoreLimitsBuilder::new()
             .memory_size(sandbox.limits.max_memory_bytes)
             .build(),

@@ -16,6 +16,8 @@ pub(crate) struct Host {
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
     pub(crate) hooks: Outgoing,
+    /// The request being served, as the guest's log lines name it.
+    pub(crate) request: crate::logging::CurrentRequest,
     pub(crate) limits: StoreLimits,
 }
 

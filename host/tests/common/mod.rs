@@ -56,6 +56,7 @@ pub fn faulty_guest() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -88,14 +89,15 @@ impl Server {
             panic!("cannot start {program}: {e} (run the tests with `make test`, which installs what they need)")
         });
         // Our host says where it listens on stdout, `wasmtime serve` on stderr:
-        // watch both, and keep stderr for the tests to read.
+        // watch both, and keep both for the tests to read.
         let (tx, rx) = mpsc::channel();
+        let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         watch(
             child.stdout.take().expect("piped"),
             prefix,
             tx.clone(),
-            None,
+            Some(stdout.clone()),
         );
         watch(
             child.stderr.take().expect("piped"),
@@ -117,12 +119,17 @@ impl Server {
         Server {
             child,
             addr,
+            stdout,
             stderr,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("lock").clone()
     }
 
     pub fn stderr(&self) -> String {

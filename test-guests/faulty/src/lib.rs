@@ -27,6 +27,11 @@ impl Guest for Faulty {
             .unwrap_or((&path_with_query, ""));
         match path {
             "/ok" => respond(out, 200, b"ok"),
+            "/print" => {
+                println!("hello from the guest");
+                eprintln!("and a warning");
+                respond(out, 200, b"printed");
+            }
             // Tells this guest from the replica guest in the hot-swap tests.
             "/home" => respond(out, 200, b"faulty-home"),
             "/fetch" => match fetch(query) {

@@ -1,0 +1,286 @@
+//! Operating the host: access log, JSON logs, guest output in the log,
+//! Prometheus metrics, the check/compile/probe subcommands, and --help.
+
+mod common;
+
+use common::{HOST, Server, faulty_guest, get, replica_guest, run_host};
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn the_access_log_has_one_json_line_per_request_and_guest_output_is_tagged() {
+    let server = Server::start(
+        &faulty_guest(),
+        &["--access-log", "--log-format", "json"],
+        &[("SERVER_ID", "1"), ("RUST_LOG", "")],
+    );
+    assert_eq!(get(&server.url("/print")).body, "printed");
+    assert_eq!(get(&server.url("/nope")).status, 404);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = json_lines(&server.stderr());
+    let access: Vec<_> = lines.iter().filter(|l| l["target"] == "access").collect();
+    assert_eq!(access.len(), 2, "{}", server.stderr());
+    let print = access
+        .iter()
+        .find(|l| l["path"] == "/print")
+        .expect("the /print line");
+    assert_eq!(print["method"], "GET");
+    assert_eq!(print["status"], 200);
+    assert!(print["latency_us"].is_u64());
+    assert_eq!(
+        access.iter().find(|l| l["path"] == "/nope").expect("/nope")["status"],
+        404
+    );
+
+    // The guest's stdout and stderr, each line tagged with that request's id.
+    let guest: Vec<_> = lines.iter().filter(|l| l["target"] == "guest").collect();
+    let out = guest
+        .iter()
+        .find(|l| l["stream"] == "stdout")
+        .expect("guest stdout");
+    assert_eq!(out["message"], "hello from the guest");
+    assert_eq!(out["id"], print["id"]);
+    let err = guest
+        .iter()
+        .find(|l| l["stream"] == "stderr")
+        .expect("guest stderr");
+    assert_eq!(err["message"], "and a warning");
+}
+
+#[test]
+fn the_access_log_is_off_unless_asked_for() {
+    let server = Server::start(
+        &faulty_guest(),
+        &[],
+        &[("SERVER_ID", "1"), ("RUST_LOG", "")],
+    );
+    assert_eq!(get(&server.url("/ok")).status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!server.stderr().contains("access"), "{}", server.stderr());
+}
+
+fn scrape(server: &Server) -> String {
+    let line = server.stdout();
+    let addr = line
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics on http://"))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics line in {line:?}"))
+        .to_string();
+    let reply = get(&format!("http://{addr}/metrics"));
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text"))
+    );
+    reply.body
+}
+
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+}
+
+#[test]
+fn metrics_count_requests_instances_traps_timeouts_rejections_and_reloads() {
+    let server = Server::start(
+        &replica_guest(),
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--max-header-bytes",
+            "2048",
+        ],
+        &[("SERVER_ID", "1")],
+    );
+    for _ in 0..4 {
+        assert_eq!(get(&server.url("/home")).status, 200);
+    }
+    assert_eq!(get(&server.url("/nope")).status, 404);
+    let agent = common::client();
+    let oversized = ureq::http::Request::builder()
+        .uri(server.url("/home"))
+        .header("x-big", "a".repeat(3000))
+        .body(())
+        .expect("request");
+    assert_eq!(
+        agent.run(oversized).expect("answered").status().as_u16(),
+        431
+    );
+    server.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.stderr().contains("reloaded") {
+        assert!(Instant::now() < deadline, "{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let metrics = scrape(&server);
+    assert_eq!(
+        value(
+            &metrics,
+            r#"replica_requests_total{route="/home",status="200"}"#
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"replica_requests_total{route="other",status="404"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"replica_requests_total{route="/home",status="431"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&metrics, r#"replica_rejections_total{reason="headers"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&metrics, r#"replica_reloads_total{outcome="ok"}"#),
+        1.0
+    );
+    assert!(value(&metrics, "replica_instantiations_total") >= 1.0);
+    assert_eq!(
+        value(&metrics, "replica_request_duration_seconds_count"),
+        6.0
+    );
+    assert_eq!(value(&metrics, "replica_instances_in_use"), 0.0);
+    assert!(metrics.trim_end().ends_with("# EOF"));
+
+    // Traps and timeouts, from the faulty guest.
+    let faulty = Server::start(
+        &faulty_guest(),
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--request-timeout",
+            "300ms",
+        ],
+        &[("SERVER_ID", "1")],
+    );
+    assert_eq!(get(&faulty.url("/trap")).status, 500);
+    assert_eq!(get(&faulty.url("/loop")).status, 504);
+    let metrics = scrape(&faulty);
+    assert_eq!(value(&metrics, "replica_traps_total"), 1.0);
+    assert_eq!(value(&metrics, "replica_timeouts_total"), 1.0);
+}
+
+#[test]
+fn check_says_what_a_component_needs_and_whether_it_can_run() {
+    let guest = replica_guest();
+    let (status, stdout, _) = run_host(&["check", guest.to_str().expect("utf-8")], &[]);
+    assert!(status.success(), "{stdout}");
+    assert!(
+        stdout.contains("wasi:http/incoming-handler@0.2.12 (instance)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("wasi:cli/environment@0.2."), "{stdout}");
+    assert!(stdout.contains("this host can serve it: yes"), "{stdout}");
+
+    let dir = std::env::temp_dir().join(format!("replica-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let empty = dir.join("empty.wat");
+    std::fs::write(&empty, "(component)").expect("write");
+    let (status, stdout, _) = run_host(&["check", empty.to_str().expect("utf-8")], &[]);
+    assert!(!status.success());
+    assert!(
+        stdout.contains("this host can serve it: no") && stdout.contains("incoming-handler"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compile_writes_a_precompiled_component_that_serves() {
+    let dir = std::env::temp_dir().join(format!("replica-compile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let output = dir.join("replica.cwasm");
+    let guest = replica_guest();
+    let (status, stdout, stderr) = run_host(
+        &[
+            "compile",
+            guest.to_str().expect("utf-8"),
+            "-o",
+            output.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(output.is_file());
+    let server = Server::start(&output, &["--no-cache"], &[("SERVER_ID", "cwasm")]);
+    assert_eq!(
+        get(&server.url("/home")).json()["message"],
+        "Hello from Server: cwasm"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn probe_exits_0_on_a_healthy_heartbeat_and_1_otherwise() {
+    let server = Server::start(&replica_guest(), &[], &[("SERVER_ID", "1")]);
+    let url = server.url("/heartbeat");
+    let (status, stdout, _) = run_host(&["probe", &url], &[]);
+    assert!(status.success(), "{stdout}");
+    // Without a URL: this host's port, from REPLICA_ADDR.
+    let addr = format!("0.0.0.0:{}", server.addr.port());
+    let (status, _, _) = run_host(&["probe"], &[("REPLICA_ADDR", &addr)]);
+    assert!(status.success());
+    let (status, _, stderr) = run_host(&["probe", &server.url("/nope")], &[]);
+    assert!(!status.success());
+    assert!(stderr.contains("404"), "{stderr}");
+    drop(server);
+    let (status, _, stderr) = run_host(&["probe", &url, "--timeout", "500ms"], &[]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[test]
+fn help_lists_every_setting_and_subcommand() {
+    let out = std::process::Command::new(HOST)
+        .arg("--help")
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for item in [
+        "check",
+        "compile",
+        "probe",
+        "--server-id",
+        "--env",
+        "--addr",
+        "--max-concurrency",
+        "--max-memory-mib",
+        "--max-instance-reuse",
+        "--strict",
+        "--request-timeout",
+        "--shutdown-grace",
+        "--header-read-timeout",
+        "--max-header-bytes",
+        "--max-body-bytes",
+        "--allow-outbound",
+        "--watch",
+        "--cache-dir",
+        "--no-cache",
+        "--log-format",
+        "--access-log",
+        "--metrics-addr",
+        "--workers",
+        "[env: SERVER_ID=]",
+    ] {
+        assert!(help.contains(item), "--help lacks {item}:\n{help}");
+    }
+}
