@@ -34,14 +34,20 @@ pub enum Command {
         /// The component (.wasm) to check.
         component: PathBuf,
     },
-    /// Precompile a component for this host, so that serving it skips the compile.
-    /// Serve the output as COMPONENT; it only loads on this version of the host.
+    /// Precompile a component for this host, so that serving it skips the compile:
+    /// into a .cwasm file to serve as the COMPONENT (-o), or into the compile cache
+    /// that serving the .wasm looks in (--cache-dir). Either only loads on this
+    /// version of the host with the same settings; the cache falls back to compiling.
+    #[command(group = clap::ArgGroup::new("target").required(true))]
     Compile {
         /// The component (.wasm) to compile.
         component: PathBuf,
         /// Where to write the precompiled component (.cwasm).
-        #[arg(short, long, value_name = "FILE")]
-        output: PathBuf,
+        #[arg(short, long, value_name = "FILE", group = "target")]
+        output: Option<PathBuf>,
+        /// The compile cache to put it in (as `--cache-dir` of serving).
+        #[arg(long, value_name = "DIR", group = "target")]
+        cache_dir: Option<PathBuf>,
     },
     /// GET a URL (by default this host's /heartbeat) and exit 0 if it answers 200,
     /// 1 otherwise: a health check for containers that have no curl.
@@ -273,8 +279,9 @@ mod tests {
         let cli = Cli::try_parse_from(["replica-host", "compile", "x.wasm", "-o", "x.cwasm"])
             .expect("valid");
         assert!(
-            matches!(cli.command, Some(Command::Compile { output, .. }) if output == Path::new("x.cwasm"))
+            matches!(cli.command, Some(Command::Compile { output: Some(output), .. }) if output == Path::new("x.cwasm"))
         );
+        assert!(Cli::try_parse_from(["replica-host", "compile", "x.wasm"]).is_err());
         let cli =
             Cli::try_parse_from(["replica-host", "other.wasm", "--server-id", "2"]).expect("valid");
         assert!(cli.command.is_none());

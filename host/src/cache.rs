@@ -63,7 +63,7 @@ fn try_store(component: &Component, entry: &Path) -> Result<()> {
 
 /// Creates `dir` readable and writable by this user only: whoever can write
 /// the cache can choose the code this host runs.
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     fs::DirBuilder::new()
         .recursive(true)

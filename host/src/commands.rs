@@ -48,24 +48,33 @@ fn kind(item: &ComponentItem) -> &'static str {
     }
 }
 
-/// Compiles `component` for this host's engine and writes it to `output`.
-pub fn compile(component: &Path, output: &Path) -> Result<()> {
+/// Compiles `component` for this host's engine and writes it to `output`, or
+/// into the compile cache at `cache_dir`.
+pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>) -> Result<()> {
     let engine = runtime::engine(runtime::Limits::default())?;
     let bytes = runtime::read_component(component)?;
     let started = Instant::now();
     let compiled = engine.precompile_component(&bytes).map_err(|e| {
         anyhow!(e).context(format!("{} is not a valid component", component.display()))
     })?;
-    std::fs::write(output, &compiled).with_context(|| {
+    let target = match (output, cache_dir) {
+        (Some(output), _) => output.to_path_buf(),
+        (None, Some(dir)) => {
+            crate::cache::create_private_dir(dir)?;
+            crate::cache::entry(dir, &engine, &bytes)
+        }
+        (None, None) => bail!("say where the compiled component goes: -o FILE or --cache-dir DIR"),
+    };
+    std::fs::write(&target, &compiled).with_context(|| {
         format!(
             "cannot write {}: check the directory exists and is writable",
-            output.display()
+            target.display()
         )
     })?;
     println!(
-        "compiled {} into {} ({} bytes, {:?}); serve it as the COMPONENT",
+        "compiled {} into {} ({} bytes, {:?})",
         component.display(),
-        output.display(),
+        target.display(),
         compiled.len(),
         started.elapsed()
     );

@@ -15,9 +15,16 @@ fn main() -> ExitCode {
             replica_host::init_logging(LogFormat::Text, false);
             match command {
                 Command::Check { component } => replica_host::commands::check(&component),
-                Command::Compile { component, output } => {
-                    replica_host::commands::compile(&component, &output).map(|()| ExitCode::SUCCESS)
-                }
+                Command::Compile {
+                    component,
+                    output,
+                    cache_dir,
+                } => replica_host::commands::compile(
+                    &component,
+                    output.as_deref(),
+                    cache_dir.as_deref(),
+                )
+                .map(|()| ExitCode::SUCCESS),
                 Command::Probe { url, timeout } => Ok(replica_host::commands::probe(url, timeout)),
             }
         }
