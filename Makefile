@@ -13,7 +13,7 @@ WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cl
 
 SHELL := /bin/bash
 
-.PHONY: fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
+.PHONY: docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
 
 build: guest host ## guest component + host binary, release
 
@@ -49,6 +49,28 @@ cargo-fuzz:
 bench: build bench-deps ## compare with wasmtime serve, native hyper, FastAPI (needs wrk)
 	$(CARGO) build --release -p replica-native
 	$(VENV)/bin/python bench/run.py
+
+# The original's container targets, prefixed so they do not clash with the
+# native ones. IMAGE, CONTAINER, SERVER_ID and PORT can be overridden.
+IMAGE     ?= replica
+CONTAINER ?= replica-$(SERVER_ID)
+PORT      ?= 5000
+DOCKER_BUILD_ARGS ?=
+
+docker-build: ## build the container image
+	docker build $(DOCKER_BUILD_ARGS) -t $(IMAGE) .
+
+docker-run: ## run a container: SERVER_ID=1 on port 5000
+	docker run -d --name $(CONTAINER) -e SERVER_ID=$(SERVER_ID) -p $(PORT):5000 $(IMAGE)
+
+docker-stop: ## stop (draining) and remove the container
+	-docker stop $(CONTAINER)
+	-docker rm $(CONTAINER)
+
+docker-rebuild: docker-stop docker-build docker-run
+
+docker-clean: ## remove unused images
+	docker image prune -f
 
 lint:
 	$(CARGO) fmt --all --check

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tracing_subscriber::EnvFilter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Installs the global subscriber. Without RUST_LOG (or with an empty one):
 /// `info`, with the access log off unless asked for.
@@ -68,11 +69,23 @@ impl IsTerminal for GuestOutput {
 }
 
 impl StdoutStream for GuestOutput {
+    // A direct stream: the default adapter would start a task per stream, that
+    // is, per instance.
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.logger())
+    }
+
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineLogger {
+        Box::new(self.logger())
+    }
+}
+
+impl GuestOutput {
+    fn logger(&self) -> LineLogger {
+        LineLogger {
             output: self.clone(),
             partial: Vec::new(),
-        })
+        }
     }
 }
 
@@ -83,19 +96,8 @@ struct LineLogger {
 }
 
 impl LineLogger {
-    fn emit(&self, line: &[u8]) {
-        let id = self.output.request.load(Ordering::Relaxed);
-        let text = String::from_utf8_lossy(line);
-        tracing::info!(target: "guest", id, stream = self.output.stream, "{}", text.trim_end_matches('\r'));
-    }
-}
-
-impl tokio::io::AsyncWrite for LineLogger {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    /// Logs every complete line of `bytes` and keeps the rest for later.
+    fn push(&mut self, bytes: &[u8]) {
         let mut rest = bytes;
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
             let (line, after) = rest.split_at(end);
@@ -116,6 +118,51 @@ impl tokio::io::AsyncWrite for LineLogger {
         } else {
             self.partial.extend_from_slice(rest);
         }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let id = self.output.request.load(Ordering::Relaxed);
+        let text = String::from_utf8_lossy(line);
+        tracing::info!(target: "guest", id, stream = self.output.stream, "{}", text.trim_end_matches('\r'));
+    }
+}
+
+impl Drop for LineLogger {
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            self.emit(&self.partial);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for LineLogger {
+    // Logging never blocks: always ready.
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineLogger {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for LineLogger {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(bytes);
         Poll::Ready(Ok(bytes.len()))
     }
 
@@ -129,13 +176,5 @@ impl tokio::io::AsyncWrite for LineLogger {
             self.emit(&whole);
         }
         Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for LineLogger {
-    fn drop(&mut self) {
-        if !self.partial.is_empty() {
-            self.emit(&self.partial);
-        }
     }
 }

@@ -1,0 +1,59 @@
+# The replica server as a container image:
+#   docker build -t replica .
+#   docker run -e SERVER_ID=1 -p 5000:5000 replica
+#
+# Both base images are build arguments, so that a machine without a registry
+# can build them locally and pass them in; with registry access the defaults
+# work as they are.
+ARG RUST_IMAGE=rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${RUST_IMAGE} AS builder
+RUN rustup target add wasm32-wasip2
+WORKDIR /src
+
+# Dependencies first, on stub sources: this layer is rebuilt only when a
+# manifest or the lock file changes, not when the code does.
+COPY Cargo.toml Cargo.lock ./
+COPY config/Cargo.toml config/
+COPY host/Cargo.toml host/
+COPY guest/Cargo.toml guest/
+COPY test-guests/faulty/Cargo.toml test-guests/faulty/
+COPY bench/native/Cargo.toml bench/native/
+RUN for crate in config host guest test-guests/faulty; do \
+        mkdir -p $crate/src && touch $crate/src/lib.rs; \
+    done \
+ && mkdir -p bench/native/src \
+ && echo 'fn main() {}' > host/src/main.rs \
+ && echo 'fn main() {}' > bench/native/src/main.rs \
+ && cargo build --release --locked -p replica-host \
+ && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest
+
+COPY . .
+# Newer than the stubs, so cargo rebuilds our crates (and only them).
+RUN touch config/src/lib.rs host/src/lib.rs host/src/main.rs guest/src/lib.rs \
+ && cargo build --release --locked -p replica-host \
+ && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest \
+ && mkdir -p /out/app \
+ && cp target/release/replica-host /out/replica-host \
+ && cp target/wasm32-wasip2/guest/replica_guest.wasm /out/app/replica.wasm \
+ # Precompiled into the image's compile cache for this host's engine: the
+ # container starts without compiling. A different CPU or settings at run
+ # time only costs one compile.
+ && /out/replica-host compile /out/app/replica.wasm --cache-dir /out/app/cache
+
+FROM ${RUNTIME_IMAGE}
+COPY --from=builder /out/replica-host /usr/local/bin/replica-host
+# Owned by the unprivileged user, so that the cache can take a recompile.
+COPY --from=builder --chown=65532:65532 /out/app /app
+# Swap the guest without rebuilding: mount another component over
+# /app/replica.wasm, or point REPLICA_COMPONENT at a mounted file.
+ENV REPLICA_COMPONENT=/app/replica.wasm \
+    REPLICA_CACHE_DIR=/app/cache \
+    REPLICA_ADDR=0.0.0.0:5000
+USER 65532:65532
+EXPOSE 5000
+# The host probes itself: the image needs no curl and no shell.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=2s --retries=3 \
+    CMD ["/usr/local/bin/replica-host", "probe"]
+ENTRYPOINT ["/usr/local/bin/replica-host"]
