@@ -47,6 +47,9 @@ if ! have "$rust_image"; then
   for proxy in cargo rustc rustdoc; do
     ln -sf rustup "$rootfs/usr/local/cargo/bin/$proxy"
   done
+  # The certificate authorities this machine trusts, so that cargo in the
+  # builder reaches crates.io the way this machine does.
+  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   tar -C "$rootfs" -cf - . | docker import \
     --change 'ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     - "$rust_image" >&2
