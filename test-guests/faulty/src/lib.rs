@@ -113,31 +113,26 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
         .map_err(|()| "response taken")?
         .map_err(|e| format!("{e:?}"))?;
     let body = response.consume().map_err(|()| "no body")?;
-    let stream = body.stream().map_err(|()| "no stream")?;
-    let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => bytes.extend(chunk),
-            Err(wasi::io::streams::StreamError::Closed) => break,
-            Err(e) => return Err(format!("{e:?}")),
-        }
-    }
-    Ok(bytes)
+    read_all(&body.stream().map_err(|()| "no stream")?)
 }
 
 /// Reads the whole request body.
 fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, String> {
     let body = request.consume().map_err(|()| "no body")?;
-    let stream = body.stream().map_err(|()| "no stream")?;
+    read_all(&body.stream().map_err(|()| "no stream")?)
+        .map_err(|e| format!("body read failed: {e}"))
+}
+
+/// Reads a stream to its end.
+fn read_all(stream: &wasi::io::streams::InputStream) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => bytes.extend(chunk),
-            Err(wasi::io::streams::StreamError::Closed) => break,
-            Err(e) => return Err(format!("body read failed: {e:?}")),
+            Err(wasi::io::streams::StreamError::Closed) => return Ok(bytes),
+            Err(e) => return Err(format!("{e:?}")),
         }
     }
-    Ok(bytes)
 }
 
 fn start(out: ResponseOutparam, status: u16) -> OutgoingBody {
