@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +40,16 @@ pub(crate) struct Limits {
 struct Context {
     id: u64,
     method: Method,
-    path: Arc<str>,
+    /// The request's URI (a cheap clone of hyper's parsed bytes); its path is
+    /// what the log lines show.
+    uri: Uri,
     metrics: Option<Arc<Metrics>>,
+}
+
+impl Context {
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
 }
 
 /// Why a request got no response from the guest; already logged.
@@ -76,33 +84,37 @@ impl Handler {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<HyperOutgoingBody>, Infallible> {
-        let start = Instant::now();
+        // Timed only when someone looks: the access log or the metrics.
+        let timed =
+            self.metrics.is_some() || tracing::enabled!(target: "access", tracing::Level::INFO);
+        let start = timed.then(Instant::now);
         let cx = Context {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             method: req.method().clone(),
-            path: req.uri().path().into(),
+            uri: req.uri().clone(),
             metrics: self.metrics.clone(),
         };
         let response = self.respond(&cx, req).await;
-        let status = response.status().as_u16();
-        let latency = start.elapsed();
-        tracing::info!(
-            target: "access",
-            id = cx.id,
-            method = %cx.method,
-            path = %cx.path,
-            status,
-            latency_us = latency.as_micros() as u64,
-        );
-        if let Some(metrics) = &cx.metrics {
-            metrics.observe_request(&cx.path, status, latency);
+        if let Some(start) = start {
+            let (status, latency) = (response.status().as_u16(), start.elapsed());
+            tracing::info!(
+                target: "access",
+                id = cx.id,
+                method = %cx.method,
+                path = cx.path(),
+                status,
+                latency_us = latency.as_micros() as u64,
+            );
+            if let Some(metrics) = &cx.metrics {
+                metrics.observe_request(cx.path(), status, latency);
+            }
         }
         Ok(response)
     }
 
     async fn respond(&self, cx: &Context, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
         if let Some((reason, rejection)) = self.oversized(&req) {
-            tracing::warn!(id = cx.id, method = %cx.method, path = %cx.path, "request over the {reason} limit");
+            tracing::warn!(id = cx.id, method = %cx.method, path = cx.path(), "request over the {reason} limit");
             cx.reject(reason);
             return rejection;
         }
@@ -120,7 +132,7 @@ impl Handler {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => self.call_guest(permit, cx, req).await,
             Err(_) => {
-                tracing::warn!(id = cx.id, method = %cx.method, path = %cx.path, "at --max-concurrency: answering 503");
+                tracing::warn!(id = cx.id, method = %cx.method, path = cx.path(), "at --max-concurrency: answering 503");
                 cx.reject("busy");
                 let mut busy = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
                 busy.headers_mut()
@@ -194,7 +206,7 @@ impl Handler {
                 match answer {
                     Ok(response) => return response,
                     Err(code) => {
-                        tracing::error!(id = cx.id, method = %cx.method, path = %cx.path, "guest answered with an error: {code:?}");
+                        tracing::error!(id = cx.id, method = %cx.method, path = cx.path(), "guest answered with an error: {code:?}");
                         Failure::Internal
                     }
                 }
@@ -205,7 +217,7 @@ impl Handler {
             }
             .err()
             .unwrap_or_else(|| {
-                tracing::error!(id = cx.id, method = %cx.method, path = %cx.path, "guest returned without setting a response");
+                tracing::error!(id = cx.id, method = %cx.method, path = cx.path(), "guest returned without setting a response");
                 Failure::Internal
             }),
         };
@@ -291,14 +303,14 @@ async fn run_guest(
             {
                 metrics.traps.inc();
             }
-            tracing::error!(id = cx.id, method = %cx.method, path = %cx.path, "request failed: {:?}", anyhow!(e));
+            tracing::error!(id = cx.id, method = %cx.method, path = cx.path(), "request failed: {:?}", anyhow!(e));
             Err(Failure::Internal)
         }
         Err(_elapsed) => {
             if let Some(metrics) = &cx.metrics {
                 metrics.timeouts.inc();
             }
-            tracing::warn!(id = cx.id, method = %cx.method, path = %cx.path, "guest still running after {timeout:?}: cut off");
+            tracing::warn!(id = cx.id, method = %cx.method, path = cx.path(), "guest still running after {timeout:?}: cut off");
             Err(Failure::Timeout)
         }
     }

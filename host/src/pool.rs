@@ -13,6 +13,7 @@
 use crate::metrics::Metrics;
 use crate::runtime::{self, Sandbox};
 use crate::state::Host;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::Store;
@@ -39,6 +40,8 @@ struct Idle {
 
 pub(crate) struct Pool {
     current: RwLock<Arc<Generation>>,
+    /// `current`'s number, readable without the lock on the reuse path.
+    generation: AtomicU64,
     sandbox: Sandbox,
     metrics: Option<Arc<Metrics>>,
     max_reuse: u32,
@@ -57,6 +60,7 @@ impl Pool {
     ) -> Self {
         Self {
             current: RwLock::new(Arc::new(Generation { pre, number: 0 })),
+            generation: AtomicU64::new(0),
             sandbox,
             metrics,
             max_reuse,
@@ -68,16 +72,15 @@ impl Pool {
     /// The most recently used idle instance of the current component that is
     /// still fresh, or a new one.
     pub(crate) async fn take(&self) -> wasmtime::Result<Instance> {
-        let current = self.current();
+        let generation = self.generation.load(Ordering::Acquire);
         loop {
             let Some(idle) = self.idle().pop() else { break };
-            if idle.since.elapsed() < self.idle_timeout
-                && idle.instance.generation == current.number
-            {
+            if idle.since.elapsed() < self.idle_timeout && idle.instance.generation == generation {
                 return Ok(idle.instance);
             }
             // Stale or replaced: dropped here, outside the lock.
         }
+        let current = self.current();
         let started = Instant::now();
         let mut store = runtime::new_store(current.pre.engine(), &self.sandbox);
         let proxy = current.pre.instantiate_async(&mut store).await?;
@@ -99,7 +102,9 @@ impl Pool {
     /// request unless it has served its share or its component was replaced.
     pub(crate) fn put_back(&self, mut instance: Instance) {
         instance.served += 1;
-        if instance.served < self.max_reuse && instance.generation == self.current().number {
+        if instance.served < self.max_reuse
+            && instance.generation == self.generation.load(Ordering::Acquire)
+        {
             self.idle().push(Idle {
                 instance,
                 since: Instant::now(),
@@ -113,6 +118,7 @@ impl Pool {
             let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
             let number = current.number + 1;
             *current = Arc::new(Generation { pre, number });
+            self.generation.store(number, Ordering::Release);
             number
         };
         // Idle instances of the old component go now; busy ones when they finish.
