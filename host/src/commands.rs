@@ -15,25 +15,21 @@ pub fn check(component: &Path) -> Result<ExitCode> {
     let engine = runtime::engine(runtime::Limits::default())?;
     let loaded = runtime::load_component(&engine, component, None)?;
     let ty = loaded.component_type();
-    println!("{}", component.display());
-    println!("  imports:");
+    let mut report = format!("{}\n  imports:\n", component.display());
     for (name, item) in ty.imports(&engine) {
-        println!("    {name} ({})", kind(&item.ty));
+        report += &format!("    {name} ({})\n", kind(&item.ty));
     }
-    println!("  exports:");
+    report += "  exports:\n";
     for (name, item) in ty.exports(&engine) {
-        println!("    {name} ({})", kind(&item.ty));
+        report += &format!("    {name} ({})\n", kind(&item.ty));
     }
-    match runtime::link(&engine, &loaded, component) {
-        Ok(_) => {
-            println!("  this host can serve it: yes");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            println!("  this host can serve it: no: {e:#}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    let (verdict, code) = match runtime::link(&engine, &loaded, component) {
+        Ok(_) => ("yes".to_string(), ExitCode::SUCCESS),
+        Err(e) => (format!("no: {e:#}"), ExitCode::FAILURE),
+    };
+    report += &format!("  this host can serve it: {verdict}");
+    crate::server::announce(&report);
+    Ok(code)
 }
 
 fn kind(item: &ComponentItem) -> &'static str {
@@ -71,13 +67,13 @@ pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>
             target.display()
         )
     })?;
-    println!(
+    crate::server::announce(&format!(
         "compiled {} into {} ({} bytes, {:?})",
         component.display(),
         target.display(),
         compiled.len(),
         started.elapsed()
-    );
+    ));
     Ok(())
 }
 
@@ -88,7 +84,7 @@ pub fn probe(url: Option<String>, timeout: Duration) -> ExitCode {
     });
     match get_status(&url, timeout) {
         Ok(200) => {
-            println!("{url}: 200");
+            crate::server::announce(&format!("{url}: 200"));
             ExitCode::SUCCESS
         }
         Ok(status) => {

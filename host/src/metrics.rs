@@ -161,7 +161,7 @@ pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<()>
     let bound = listener
         .local_addr()
         .context("cannot read the metrics address")?;
-    println!("metrics on http://{bound}/metrics");
+    crate::server::announce(&format!("metrics on http://{bound}/metrics"));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

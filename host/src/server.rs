@@ -54,11 +54,9 @@ pub(crate) async fn serve(
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    // One stable line, on stdout, that scripts and tests wait for.
-    println!("listening on http://{addr}");
-    std::io::stdout()
-        .flush()
-        .context("cannot write to stdout")?;
+    // One stable line, on stdout, that scripts and tests wait for. A closed
+    // stdout costs the line, not the server.
+    announce(&format!("listening on http://{addr}"));
 
     let graceful = GracefulShutdown::new();
     let hyper_header_cap = settings.max_header_bytes.saturating_mul(4);
@@ -111,6 +109,15 @@ pub(crate) async fn serve(
         signal = signals.next() => tracing::warn!("second {signal}: exiting without waiting"),
     }
     Ok(())
+}
+
+/// Prints a line on stdout; a stdout that cannot be written to is logged,
+/// never a panic (as `println!` would be).
+pub(crate) fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        tracing::warn!("cannot write to stdout ({e}): {line}");
+    }
 }
 
 /// SIGTERM (what `docker stop` sends) and SIGINT (Ctrl-C).

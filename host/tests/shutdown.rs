@@ -156,3 +156,39 @@ fn sigterm_under_load_completes_every_accepted_request() {
     );
     println!("drain under load: {ok} requests completed, 0 failed");
 }
+
+#[test]
+fn a_closed_stdout_costs_the_listening_line_not_the_server() {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(common::HOST)
+        .arg(common::faulty_guest())
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("SERVER_ID", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the host starts");
+    // Close the read end: writing the listening line now fails (EPIPE).
+    drop(child.stdout.take());
+    let url = format!("http://127.0.0.1:{port}/ok");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        if let Ok(reply) = common::request(&common::client(), "GET", &url) {
+            break reply;
+        }
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the host died"
+        );
+        assert!(std::time::Instant::now() < deadline, "never served");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(reply.body, "ok");
+    let _ = child.kill();
+    let _ = child.wait();
+}
