@@ -51,10 +51,16 @@ pub(crate) fn store(component: &Component, entry: &Path) {
 }
 
 fn try_store(component: &Component, entry: &Path) -> Result<()> {
+    let bytes = component.serialize().map_err(|e| anyhow!(e))?;
+    write_entry(entry, &bytes)
+}
+
+/// Writes compiled bytes as a cache entry: the directory private to this user,
+/// the file written then renamed, so that a concurrent start never reads half
+/// a file.
+pub(crate) fn write_entry(entry: &Path, bytes: &[u8]) -> Result<()> {
     let dir = entry.parent().context("cache entry has no directory")?;
     create_private_dir(dir)?;
-    let bytes = component.serialize().map_err(|e| anyhow!(e))?;
-    // Write then rename, so that a concurrent start never reads half a file.
     let partial = entry.with_extension(format!("partial-{}", std::process::id()));
     fs::write(&partial, bytes).with_context(|| format!("cannot write {}", partial.display()))?;
     fs::rename(&partial, entry).with_context(|| format!("cannot write {}", entry.display()))?;
@@ -63,7 +69,7 @@ fn try_store(component: &Component, entry: &Path) -> Result<()> {
 
 /// Creates `dir` readable and writable by this user only: whoever can write
 /// the cache can choose the code this host runs.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     fs::DirBuilder::new()
         .recursive(true)

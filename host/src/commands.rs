@@ -54,19 +54,22 @@ pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>
         anyhow!(e).context(format!("{} is not a valid component", component.display()))
     })?;
     let target = match (output, cache_dir) {
-        (Some(output), _) => output.to_path_buf(),
+        (Some(output), _) => {
+            std::fs::write(output, &compiled).with_context(|| {
+                format!(
+                    "cannot write {}: check the directory exists and is writable",
+                    output.display()
+                )
+            })?;
+            output.to_path_buf()
+        }
         (None, Some(dir)) => {
-            crate::cache::create_private_dir(dir)?;
-            crate::cache::entry(dir, &engine, &bytes)
+            let entry = crate::cache::entry(dir, &engine, &bytes);
+            crate::cache::write_entry(&entry, &compiled)?;
+            entry
         }
         (None, None) => bail!("say where the compiled component goes: -o FILE or --cache-dir DIR"),
     };
-    std::fs::write(&target, &compiled).with_context(|| {
-        format!(
-            "cannot write {}: check the directory exists and is writable",
-            target.display()
-        )
-    })?;
     crate::server::announce(&format!(
         "compiled {} into {} ({} bytes, {:?})",
         component.display(),
