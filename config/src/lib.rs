@@ -8,6 +8,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `--max-concurrency` by default; it also sizes the engine's instance pool.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 256;
+
+/// `--max-memory-mib` by default.
+pub const DEFAULT_MAX_MEMORY_MIB: u32 = 64;
+
 /// Where `make build` (and `cargo build --profile guest`) puts the guest.
 pub const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/guest/replica_guest.wasm";
 
@@ -114,7 +120,7 @@ pub struct Config {
 
     /// The most requests served at once; one more gets a fast 503. Each holds one
     /// guest instance, so this also sizes the instance pool.
-    #[arg(long, env = "REPLICA_MAX_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "REPLICA_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrency: u32,
 
     /// How many requests one guest instance serves before it is replaced. An
@@ -132,7 +138,7 @@ pub struct Config {
     pub idle_instance_timeout: Duration,
 
     /// The most linear memory one guest instance may grow to, in MiB.
-    #[arg(long, env = "REPLICA_MAX_MEMORY_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, env = "REPLICA_MAX_MEMORY_MIB", default_value_t = DEFAULT_MAX_MEMORY_MIB, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_memory_mib: u32,
 
     /// Threads that serve requests; 0 means one per CPU. With 1, everything

@@ -28,10 +28,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// before the socket is bound, so a bad one fails at once.
 pub fn run(config: Config) -> Result<()> {
     let env = config.guest_env()?;
-    let limits = runtime::Limits {
-        max_instances: config.max_concurrency,
-        max_memory_bytes: config.max_memory_mib as usize * 1024 * 1024,
-    };
+    let limits = runtime::Limits::new(config.max_concurrency, config.max_memory_mib);
     let engine = runtime::engine(limits)?;
     let cache_dir = config.cache_dir();
     let pre = runtime::load_proxy(&engine, &config.component, cache_dir.as_deref())?;

@@ -34,13 +34,23 @@ pub(crate) struct Limits {
     pub(crate) max_memory_bytes: usize,
 }
 
-impl Default for Limits {
-    /// The serving defaults (`--max-concurrency 256`, `--max-memory-mib 64`).
-    fn default() -> Self {
+impl Limits {
+    pub(crate) fn new(max_instances: u32, max_memory_mib: u32) -> Self {
         Self {
-            max_instances: 256,
-            max_memory_bytes: 64 << 20,
+            max_instances,
+            max_memory_bytes: max_memory_mib as usize * 1024 * 1024,
         }
+    }
+}
+
+impl Default for Limits {
+    /// The serving defaults, so that `check` and `compile` build the same
+    /// engine (and cache entries) as serving does by default.
+    fn default() -> Self {
+        Self::new(
+            replica_config::DEFAULT_MAX_CONCURRENCY,
+            replica_config::DEFAULT_MAX_MEMORY_MIB,
+        )
     }
 }
 
