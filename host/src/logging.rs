@@ -127,11 +127,19 @@ impl LineLogger {
     }
 }
 
+impl LineLogger {
+    /// Logs a last line that never got its newline.
+    fn flush_partial(&mut self) {
+        if !self.partial.is_empty() {
+            let whole = std::mem::take(&mut self.partial);
+            self.emit(&whole);
+        }
+    }
+}
+
 impl Drop for LineLogger {
     fn drop(&mut self) {
-        if !self.partial.is_empty() {
-            self.emit(&self.partial);
-        }
+        self.flush_partial();
     }
 }
 
@@ -171,10 +179,7 @@ impl tokio::io::AsyncWrite for LineLogger {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        if !self.partial.is_empty() {
-            let whole = std::mem::take(&mut self.partial);
-            self.emit(&whole);
-        }
+        self.flush_partial();
         Poll::Ready(Ok(()))
     }
 }
