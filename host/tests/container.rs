@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{faulty_guest, get, workspace};
+use common::{eventually, faulty_guest, get, workspace};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -180,15 +180,13 @@ fn the_image_serves_like_the_original_and_drains_on_stop() {
     );
 
     // The HEALTHCHECK (the host's own probe) turns healthy.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while container.inspect("{{.State.Health.Status}}") != "healthy" {
-        assert!(
-            Instant::now() < deadline,
-            "never healthy: {}",
-            container.inspect("{{json .State.Health}}")
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    assert!(
+        eventually(Duration::from_secs(30), || container
+            .inspect("{{.State.Health.Status}}")
+            == "healthy"),
+        "never healthy: {}",
+        container.inspect("{{json .State.Health}}")
+    );
     // The image's precompiled cache was used: no compile at start.
     assert!(
         !container.logs().contains("not caching"),
@@ -215,11 +213,12 @@ fn the_image_serves_like_the_original_and_drains_on_stop() {
 fn without_server_id_the_container_exits_at_once_saying_why() {
     needs_docker!();
     let container = Container::run("no-id", &[]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while container.inspect("{{.State.Running}}") == "true" {
-        assert!(Instant::now() < deadline, "still running");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(Duration::from_secs(20), || container
+            .inspect("{{.State.Running}}")
+            != "true"),
+        "still running"
+    );
     assert_ne!(container.inspect("{{.State.ExitCode}}"), "0");
     assert!(
         container.logs().contains("no SERVER_ID given"),
@@ -261,12 +260,8 @@ fn heartbeat_ok(port: u16) -> bool {
     .is_ok_and(|r| r.status == 200)
 }
 
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, limit: Duration, ok: impl FnMut() -> bool) {
+    assert!(eventually(limit, ok), "timed out waiting for {what}");
 }
 
 #[test]

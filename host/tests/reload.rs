@@ -74,14 +74,15 @@ impl Load {
 }
 
 fn wait_for_body(server: &Server, body: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if common::get(&server.url("/home")).body == body {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the host never served {body:?}; log:\n{}", server.stderr());
+    assert!(
+        common::eventually(Duration::from_secs(10), || common::get(
+            &server.url("/home")
+        )
+        .body
+            == body),
+        "the host never served {body:?}; log:\n{}",
+        server.stderr()
+    );
 }
 
 #[test]
@@ -139,15 +140,11 @@ fn a_broken_replacement_is_rejected_and_the_old_guest_keeps_serving() {
     let load = Load::start(&server, 2);
     std::fs::write(&path, b"this is not a component").expect("write");
     server.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.stderr().contains("rejected the new") {
-        assert!(
-            Instant::now() < deadline,
-            "no rejection logged:\n{}",
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        server.logs_eventually("rejected the new"),
+        "no rejection logged:\n{}",
+        server.stderr()
+    );
     let seen = load.finish();
     assert!(!seen.is_empty());
     assert!(

@@ -136,6 +136,11 @@ impl Server {
         self.stderr.lock().expect("lock").clone()
     }
 
+    /// Whether the log comes to contain `text` within 10 s.
+    pub fn logs_eventually(&self, text: &str) -> bool {
+        eventually(Duration::from_secs(10), || self.stderr().contains(text))
+    }
+
     /// Waits up to `limit` for the process to exit.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
@@ -184,6 +189,20 @@ fn watch(
             }
         }
     });
+}
+
+/// Polls `ok` until it holds or `limit` passes; whether it came to hold.
+pub fn eventually(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs the host to completion (for configurations it must refuse).
