@@ -23,8 +23,10 @@ COPY bench/native/Cargo.toml bench/native/
 RUN for crate in config host guest test-guests/faulty; do \
         mkdir -p $crate/src && touch $crate/src/lib.rs; \
     done \
- && mkdir -p bench/native/src \
+ && mkdir -p bench/native/src host/tests \
  && echo 'fn main() {}' > host/src/main.rs \
+ # The test targets host/Cargo.toml names must exist for it to parse.
+ && touch host/tests/container.rs host/tests/self_description.rs \
  && echo 'fn main() {}' > bench/native/src/main.rs \
  && cargo build --release --locked -p replica-host \
  && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest

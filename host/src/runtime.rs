@@ -168,16 +168,23 @@ pub(crate) fn load_component(
 }
 
 /// Compiles `bytes`, or loads the compilation cached by an earlier start.
+/// Says which it was: a container expected to start from its precompiled
+/// cache can be seen compiling instead.
 fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> Result<Component> {
+    let started = std::time::Instant::now();
     let entry = cache_dir.map(|dir| cache::entry(dir, engine, bytes));
     if let Some(component) = entry
         .as_deref()
         .and_then(|entry| cache::load(engine, entry))
     {
-        tracing::debug!("compiled component loaded from the cache");
+        tracing::info!(
+            "component loaded from the compile cache in {:?}",
+            started.elapsed()
+        );
         return Ok(component);
     }
     let component = Component::new(engine, bytes).map_err(|e| anyhow!(e))?;
+    tracing::info!("component compiled in {:?}", started.elapsed());
     if let Some(entry) = &entry {
         cache::store(&component, entry);
     }

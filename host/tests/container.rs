@@ -2,11 +2,13 @@
 //!
 //! With no registry here, the base images are built locally first
 //! (`tests/docker/build-bases.sh`) and passed to the unchanged Dockerfile as
-//! build arguments. Without a reachable Docker engine these tests say they
-//! were skipped.
+//! build arguments. Without a reachable Docker engine (or Compose, for the
+//! fleet) the runner reports these tests as ignored, saying why
+//! (`common::needs`).
 
 mod common;
 
+use common::needs::{Test, Tool};
 use common::{eventually, faulty_guest, get, workspace};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -38,13 +40,6 @@ fn docker_ok(args: &[&str]) -> String {
         text(&out)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn engine_reachable() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// Builds the image once per test binary: the bases, then the Dockerfile.
@@ -147,18 +142,47 @@ impl Drop for Container {
     }
 }
 
-macro_rules! needs_docker {
-    () => {
-        if !engine_reachable() {
-            println!("SKIPPED: no Docker engine is reachable (docker info failed)");
-            return;
-        }
-    };
+fn main() -> std::process::ExitCode {
+    const DOCKER: &[Tool] = &[Tool::Docker];
+    common::needs::main(vec![
+        Test {
+            name: "the_image_serves_like_the_original_and_drains_on_stop",
+            needs: DOCKER,
+            run: the_image_serves_like_the_original_and_drains_on_stop,
+        },
+        Test {
+            name: "a_read_only_container_serves_from_the_precompiled_cache",
+            needs: DOCKER,
+            run: a_read_only_container_serves_from_the_precompiled_cache,
+        },
+        Test {
+            name: "without_server_id_the_container_exits_at_once_saying_why",
+            needs: DOCKER,
+            run: without_server_id_the_container_exits_at_once_saying_why,
+        },
+        Test {
+            name: "another_guest_mounted_over_the_component_is_served_without_a_rebuild",
+            needs: DOCKER,
+            run: another_guest_mounted_over_the_component_is_served_without_a_rebuild,
+        },
+        Test {
+            name: "a_fleet_of_three_replicas_loses_one_and_gets_it_back",
+            needs: &[Tool::Docker, Tool::Compose],
+            run: a_fleet_of_three_replicas_loses_one_and_gets_it_back,
+        },
+    ])
 }
 
-#[test]
+/// The host says how it got the compiled component: from the image's
+/// precompiled cache, not by compiling at start.
+fn assert_loaded_from_cache(container: &Container) {
+    let logs = container.logs();
+    assert!(logs.contains("from the compile cache"), "{logs}");
+    assert!(!logs.contains("compiled in"), "{logs}");
+    assert!(!logs.contains("not caching"), "{logs}");
+}
+
 fn the_image_serves_like_the_original_and_drains_on_stop() {
-    needs_docker!();
     let started = Instant::now();
     let container = Container::run("serve", &["-e", "SERVER_ID=1"]);
     let ready = container.wait_heartbeat(Duration::from_secs(20));
@@ -188,11 +212,7 @@ fn the_image_serves_like_the_original_and_drains_on_stop() {
         container.inspect("{{json .State.Health}}")
     );
     // The image's precompiled cache was used: no compile at start.
-    assert!(
-        !container.logs().contains("not caching"),
-        "{}",
-        container.logs()
-    );
+    assert_loaded_from_cache(&container);
 
     // docker stop sends SIGTERM: the host drains and exits 0.
     docker_ok(&["stop", "-t", "10", &container.name]);
@@ -209,9 +229,19 @@ fn the_image_serves_like_the_original_and_drains_on_stop() {
     println!("image size: {:.1} MB", size as f64 / 1e6);
 }
 
-#[test]
+/// As the Kubernetes manifest runs it: a read-only root filesystem, so the
+/// compile cache can only be read.
+fn a_read_only_container_serves_from_the_precompiled_cache() {
+    let container = Container::run("read-only", &["--read-only", "-e", "SERVER_ID=ro"]);
+    container.wait_heartbeat(Duration::from_secs(20));
+    assert_eq!(
+        get(&container.url("/home")).json()["message"],
+        "Hello from Server: ro"
+    );
+    assert_loaded_from_cache(&container);
+}
+
 fn without_server_id_the_container_exits_at_once_saying_why() {
-    needs_docker!();
     let container = Container::run("no-id", &[]);
     assert!(
         eventually(Duration::from_secs(20), || container
@@ -227,9 +257,7 @@ fn without_server_id_the_container_exits_at_once_saying_why() {
     );
 }
 
-#[test]
 fn another_guest_mounted_over_the_component_is_served_without_a_rebuild() {
-    needs_docker!();
     let guest = faulty_guest();
     let mount = format!("{}:/app/replica.wasm:ro", guest.display());
     let container = Container::run("swap", &["-e", "SERVER_ID=1", "-v", &mount]);
@@ -239,7 +267,9 @@ fn another_guest_mounted_over_the_component_is_served_without_a_rebuild() {
 }
 
 fn compose(project: &str, args: &[&str]) -> Output {
-    Command::new("docker-compose")
+    let command = common::needs::compose().expect("Compose is here (checked by the harness)");
+    Command::new(command[0])
+        .args(&command[1..])
         .current_dir(workspace())
         .args(["-p", project, "-f", "compose.yaml"])
         .args(args)
@@ -248,7 +278,7 @@ fn compose(project: &str, args: &[&str]) -> Output {
         .env("REPLICA_PORT_2", "15002")
         .env("REPLICA_PORT_3", "15003")
         .output()
-        .expect("docker-compose runs")
+        .expect("Compose runs")
 }
 
 fn heartbeat_ok(port: u16) -> bool {
@@ -264,17 +294,7 @@ fn wait_until(what: &str, limit: Duration, ok: impl FnMut() -> bool) {
     assert!(eventually(limit, ok), "timed out waiting for {what}");
 }
 
-#[test]
 fn a_fleet_of_three_replicas_loses_one_and_gets_it_back() {
-    needs_docker!();
-    if Command::new("docker-compose")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        println!("SKIPPED: docker-compose is not installed");
-        return;
-    }
     image();
     let project = format!("replicafleet{}", std::process::id());
     struct Down<'a>(&'a str);

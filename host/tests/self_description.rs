@@ -4,10 +4,25 @@
 
 mod common;
 
+use common::needs::{Test, Tool};
 use common::{Server, get, replica_guest, workspace};
 use std::process::Command;
 
-#[test]
+fn main() -> std::process::ExitCode {
+    common::needs::main(vec![
+        Test {
+            name: "openapi_json_is_a_valid_openapi_3_1_document",
+            needs: &[],
+            run: openapi_json_is_a_valid_openapi_3_1_document,
+        },
+        Test {
+            name: "the_docs_page_renders_the_api_in_a_headless_browser",
+            needs: &[Tool::Chromium],
+            run: the_docs_page_renders_the_api_in_a_headless_browser,
+        },
+    ])
+}
+
 fn openapi_json_is_a_valid_openapi_3_1_document() {
     let server = Server::start(&replica_guest(), &[], &[("SERVER_ID", "1")]);
     let reply = get(&server.url("/openapi.json"));
@@ -40,28 +55,8 @@ fn openapi_json_is_a_valid_openapi_3_1_document() {
     let _ = std::fs::remove_file(&file);
 }
 
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|name| {
-            Command::new(name)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-}
-
-#[test]
 fn the_docs_page_renders_the_api_in_a_headless_browser() {
-    let Some(browser) = chromium() else {
-        // CI installs Chromium (Debian's package); elsewhere it is optional.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Chromium is required in CI: apt-get install chromium"
-        );
-        println!("SKIPPED: no Chromium here (apt-get install chromium)");
-        return;
-    };
+    let browser = common::needs::chromium().expect("Chromium is here (checked by the harness)");
     let server = Server::start(&replica_guest(), &[], &[("SERVER_ID", "1")]);
     let page = get(&server.url("/docs"));
     assert_eq!(

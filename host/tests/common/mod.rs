@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod needs;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -138,7 +140,30 @@ impl Server {
 
     /// Whether the log comes to contain `text` within 10 s.
     pub fn logs_eventually(&self, text: &str) -> bool {
-        eventually(Duration::from_secs(10), || self.stderr().contains(text))
+        self.logs_times(text, 1)
+    }
+
+    /// Whether the log comes to contain `text` at least `times` times within
+    /// 10 s: how a test knows that requests have reached the guest (the
+    /// faulty guest prints a line when a slow or looping request starts).
+    pub fn logs_times(&self, text: &str, times: usize) -> bool {
+        eventually(Duration::from_secs(10), || {
+            self.stderr().matches(text).count() >= times
+        })
+    }
+
+    /// Waits until the log holds `text` `times` times, or fails the test.
+    pub fn wait_for_log(&self, text: &str, times: usize) {
+        assert!(
+            self.logs_times(text, times),
+            "the log never held {text:?} {times} time(s):\n{}",
+            self.stderr()
+        );
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
     }
 
     /// Waits up to `limit` for the process to exit.
@@ -205,20 +230,53 @@ pub fn eventually(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Runs the host to completion (for configurations it must refuse).
+/// How long a run of the host that should end by itself (a refusal, a
+/// subcommand) may take before the test fails instead of hanging.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs the host to completion (for configurations it must refuse, and the
+/// subcommands), killing it and failing the test if it has not ended within
+/// a minute: a refusal that regresses into serving must not hang the suite.
 pub fn run_host(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
-    let out = Command::new(HOST)
+    let mut child = Command::new(HOST)
         .args(args)
         .env_clear()
         .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("the host runs");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let stdout = read_all(child.stdout.take().expect("piped"));
+    let stderr = read_all(child.stderr.take().expect("piped"));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`replica-host {}` still running after {RUN_LIMIT:?}; stderr:\n{}",
+                args.join(" "),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    (status, stdout, stderr)
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }
 
 /// A reply, as a client saw it.
