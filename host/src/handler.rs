@@ -1,13 +1,14 @@
 //! One request: a guest instance from the pool, its response or a JSON
 //! error, and nothing a guest does escaping this request.
 
+use crate::body;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::pool::{Instance, Pool};
 use anyhow::anyhow;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -113,8 +114,8 @@ impl Handler {
     }
 
     async fn respond(&self, cx: &Context, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
-        if let Some((reason, rejection)) = self.oversized(&req) {
-            tracing::warn!(id = cx.id, method = %cx.method, path = cx.path(), "request over the {reason} limit");
+        if let Some((reason, rejection)) = self.refusal(&req) {
+            tracing::warn!(id = cx.id, method = %cx.method, path = cx.path(), "request refused ({reason})");
             cx.reject(reason);
             return rejection;
         }
@@ -142,11 +143,22 @@ impl Handler {
         }
     }
 
-    /// A JSON 431 or 413 for a request over the limits, before any guest work.
-    fn oversized(
+    /// A JSON 400, 431 or 413 for a request the guest cannot be given: no
+    /// usable authority, or over the limits. Decided before any guest work.
+    fn refusal(
         &self,
         req: &Request<Incoming>,
     ) -> Option<(&'static str, Response<HyperOutgoingBody>)> {
+        // wasi:http gives every request an authority: from the URI, or from
+        // a Host header (which HTTP/1.1 requires anyway: RFC 9112, 3.2).
+        let authority = req.uri().authority().is_some()
+            || req
+                .headers()
+                .get(HOST)
+                .is_some_and(|host| host.to_str().is_ok());
+        if !authority {
+            return Some(("host", json_error(StatusCode::BAD_REQUEST, "Bad Request")));
+        }
         // As counted on the wire: "name: value\r\n".
         let header_bytes: usize = req
             .headers()
@@ -198,20 +210,29 @@ impl Handler {
             outcome = &mut guest => (receiver.try_recv().ok(), Some(outcome)),
             answer = &mut receiver => (answer.ok(), None),
         };
-        let failure = match answer {
-            Some(answer) => {
+        let failure = match (answer, outcome) {
+            // Finished cleanly, response and all.
+            (Some(Ok(response)), Some(Ok(()))) => return response,
+            // Failed before the host sent anything: the client gets a plain
+            // error, not the head of a response that will never complete.
+            (Some(Ok(_)), Some(Err(failure))) => failure,
+            // The head came first and goes out now; the body ends cleanly only
+            // if the guest does.
+            (Some(Ok(response)), None) => {
+                let (verdict, checked) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    let _ = verdict.send(guest.await.is_ok());
+                });
+                return response.map(|b| body::checked(b, checked));
+            }
+            (Some(Err(code)), outcome) => {
                 if outcome.is_none() {
                     tokio::spawn(guest);
                 }
-                match answer {
-                    Ok(response) => return response,
-                    Err(code) => {
-                        tracing::error!(id = cx.id, method = %cx.method, path = cx.path(), "guest answered with an error: {code:?}");
-                        Failure::Internal
-                    }
-                }
+                tracing::error!(id = cx.id, method = %cx.method, path = cx.path(), "guest answered with an error: {code:?}");
+                Failure::Internal
             }
-            None => match outcome {
+            (None, outcome) => match outcome {
                 Some(outcome) => outcome,
                 None => guest.await,
             }

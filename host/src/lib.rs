@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) parses [`Config`] and calls [`run`]; the library
 //! exists so that fuzz targets can reach the parsing the host does itself.
 
+mod body;
 mod cache;
 pub mod commands;
 mod handler;

@@ -55,17 +55,16 @@ fn beyond_max_concurrency_requests_get_a_fast_503() {
     let server = faulty(&["--max-concurrency", "2"]);
     let slow: Vec<_> = (0..2)
         .map(|_| {
-            let url = server.url("/slow?ms=1500");
+            let url = server.url("/slow?ms=6000");
             std::thread::spawn(move || get(&url))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let start = Instant::now();
+    server.wait_for_log("slow request started", 2);
     let busy = get(&server.url("/ok"));
+    // Fast: answered while both slots are still taken, not queued behind them.
     assert!(
-        start.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        start.elapsed()
+        slow.iter().all(|s| !s.is_finished()),
+        "the 503 waited for a slot"
     );
     assert_eq!(busy.status, 503);
     assert_eq!(busy.header("retry-after"), Some("1"));
@@ -206,6 +205,34 @@ fn malformed_requests_get_400() {
 }
 
 #[test]
+fn a_request_without_a_usable_host_gets_400() {
+    let server = faulty(&[]);
+    for bad in [
+        &b"GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET /ok HTTP/1.0\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: caf\xc3\xa9\r\nConnection: close\r\n\r\n",
+    ] {
+        let reply = raw(&server, bad, Duration::from_secs(5));
+        assert!(
+            reply.get(8..13) == Some(" 400 ") && reply.ends_with(r#"{"detail":"Bad Request"}"#),
+            "{:?} -> {reply:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // With an absolute URI the authority comes from it.
+    let absolute = raw(
+        &server,
+        format!(
+            "GET http://{}/ok HTTP/1.1\r\nConnection: close\r\n\r\n",
+            server.addr
+        )
+        .as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(absolute.starts_with("HTTP/1.1 200"), "{absolute}");
+}
+
+#[test]
 fn the_guest_has_no_filesystem_and_no_outbound_http_unless_allowed() {
     let target = Server::start(&replica_guest(), &[], &[("SERVER_ID", "target")]);
     let upstream = format!("http://{}/heartbeat", target.addr);
@@ -232,4 +259,74 @@ fn the_guest_has_no_filesystem_and_no_outbound_http_unless_allowed() {
     assert_eq!((fetched.status, fetched.body.as_str()), (200, ""));
     let other = get(&allowed.url("/fetch?http://127.0.0.2:9/"));
     assert!(other.body.contains("HttpRequestDenied"), "{}", other.body);
+}
+
+/// What the faulty guest's `/fetch` of `url` came to under `allow`: `Ok` with
+/// the upstream's body, or the denial.
+fn fetch_through(allow: &[&str], url: &str) -> Result<String, String> {
+    let mut args = Vec::new();
+    for entry in allow {
+        args.extend(["--allow-outbound", entry]);
+    }
+    let server = faulty(&args);
+    let reply = get(&server.url(&format!("/fetch?{url}")));
+    match reply.status {
+        200 => Ok(reply.body),
+        _ => Err(reply.body),
+    }
+}
+
+#[test]
+fn outbound_entries_match_host_and_port_as_written() {
+    let target = Server::start(&replica_guest(), &[], &[("SERVER_ID", "target")]);
+    let port = target.addr.port();
+    let url = format!("http://127.0.0.1:{port}/heartbeat");
+    let denied = |outcome: Result<String, String>| matches!(outcome, Err(body) if body.contains("HttpRequestDenied"));
+
+    // A host without a port allows any port of that host.
+    assert_eq!(fetch_through(&["127.0.0.1"], &url), Ok(String::new()));
+    // Host names are matched without regard to case, both ways.
+    let localhost = format!("http://LocalHost:{port}/heartbeat");
+    assert_eq!(fetch_through(&["localhost"], &localhost), Ok(String::new()));
+    assert_eq!(
+        fetch_through(
+            &[&format!("LOCALHOST:{port}")],
+            &format!("http://localhost:{port}/heartbeat")
+        ),
+        Ok(String::new())
+    );
+    // Another port of an allowed host:port is denied.
+    assert!(denied(fetch_through(
+        &[&format!("127.0.0.1:{}", port ^ 1)],
+        &url
+    )));
+    // Another host is denied, even on the same address.
+    assert!(denied(fetch_through(&["example.com"], &url)));
+    // A URL without a port means the scheme's default: 80 for http.
+    assert!(denied(fetch_through(
+        &["127.0.0.1:8080"],
+        "http://127.0.0.1/"
+    )));
+    let default_port = fetch_through(&["127.0.0.1:80"], "http://127.0.0.1/");
+    assert!(!denied(default_port.clone()), "{default_port:?}");
+}
+
+#[test]
+fn the_guest_cannot_open_sockets() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    let server = faulty(&["--allow-outbound", &addr.to_string()]);
+    let reply = get(&server.url(&format!("/socket?{addr}")));
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.body.starts_with("Err("),
+        "the guest connected: {}",
+        reply.body
+    );
+    // Nothing reached the listener.
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection arrived"
+    );
 }

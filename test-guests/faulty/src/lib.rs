@@ -50,18 +50,15 @@ impl Guest for Faulty {
             }
             "/trap" => panic!("trapping on purpose"),
             "/slow" => {
-                let ms: u64 = query
-                    .strip_prefix("ms=")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1000);
-                wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                // Logged, so that a test can wait until the request is in the guest.
+                println!("slow request started");
+                sleep_ms(query_ms(query));
                 respond(out, 200, b"slow done");
             }
             "/no-response" => {}
-            "/loop" =>
-            {
-                #[allow(clippy::empty_loop)]
-                loop {}
+            "/loop" => {
+                println!("looping");
+                spin()
             }
             "/oom" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
@@ -69,12 +66,28 @@ impl Guest for Faulty {
                     hoard.push(vec![1; 1 << 20]);
                 }
             }
+            // The head goes out as 200 (the guest waits, so the host sends
+            // it), then the guest fails: `?length=N` declares a
+            // content-length, otherwise the body is chunked.
             "/trap-mid-body" => {
-                let body = start(out, 200);
-                if let Ok(stream) = body.write() {
-                    let _ = stream.blocking_write_and_flush(b"partial");
-                }
+                let _body = start_partial(out, query);
+                sleep_ms(50);
                 panic!("trapping after the response head was sent");
+            }
+            // Sets a 200 head and traps at once, before the host sent anything.
+            "/trap-after-head" => {
+                let _body = start_partial(out, query);
+                panic!("trapping right after setting the response");
+            }
+            "/loop-mid-body" => {
+                let _body = start_partial(out, query);
+                println!("looping after the head");
+                spin()
+            }
+            "/socket" => {
+                // The guest has no sockets: connecting anywhere must fail.
+                let outcome = std::net::TcpStream::connect(query).map(|_| ());
+                respond(out, 200, format!("{outcome:?}").as_bytes());
             }
             "/env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
@@ -135,8 +148,43 @@ fn read_all(stream: &wasi::io::streams::InputStream) -> Result<Vec<u8>, String> 
     }
 }
 
+/// `ms=N` from a query, or one second.
+fn query_ms(query: &str) -> u64 {
+    query
+        .strip_prefix("ms=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+fn sleep_ms(ms: u64) {
+    wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+}
+
+/// Runs until the host interrupts it.
+fn spin() -> ! {
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
+
+/// Sends a 200 head and the start of a body that never completes.
+fn start_partial(out: ResponseOutparam, query: &str) -> OutgoingBody {
+    let headers = Fields::new();
+    if let Some(length) = query.strip_prefix("length=") {
+        let _ = headers.append("content-length", length.as_bytes());
+    }
+    let body = start_with(out, 200, headers);
+    if let Ok(stream) = body.write() {
+        let _ = stream.blocking_write_and_flush(b"partial");
+    }
+    body
+}
+
 fn start(out: ResponseOutparam, status: u16) -> OutgoingBody {
-    let response = OutgoingResponse::new(Fields::new());
+    start_with(out, status, Fields::new())
+}
+
+fn start_with(out: ResponseOutparam, status: u16, headers: Fields) -> OutgoingBody {
+    let response = OutgoingResponse::new(headers);
     let _ = response.set_status_code(status);
     let body = response.body().expect("a new response has a body");
     ResponseOutparam::set(out, Ok(response));
