@@ -3,6 +3,7 @@
 //! that its parsing is unit-tested and fuzzed without building wasmtime.
 
 use anyhow::{Context as _, Result, bail};
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,7 +76,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Serving: the flags of `replica-host [COMPONENT]`.
+/// Serving: the flags of `replica-host [COMPONENT]`. An on/off flag's
+/// environment variable takes 1/0, true/false, yes/no or on/off.
 #[derive(Parser, Debug)]
 #[command(version)]
 pub struct Config {
@@ -98,7 +100,7 @@ pub struct Config {
 
     /// Log one line per request (method, path, status, latency, request id);
     /// the same as adding `access=info` to RUST_LOG.
-    #[arg(long, env = "REPLICA_ACCESS_LOG")]
+    #[arg(long, env = "REPLICA_ACCESS_LOG", value_parser = BoolishValueParser::new())]
     pub access_log: bool,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
@@ -111,7 +113,7 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
 
     /// Compile the component at every start instead of caching it.
-    #[arg(long, env = "REPLICA_NO_CACHE")]
+    #[arg(long, env = "REPLICA_NO_CACHE", value_parser = BoolishValueParser::new())]
     pub no_cache: bool,
 
     /// The address to listen on.
@@ -130,7 +132,7 @@ pub struct Config {
 
     /// A fresh guest instance for every request: no state can pass between
     /// requests (the same as --max-instance-reuse 1).
-    #[arg(long, env = "REPLICA_STRICT")]
+    #[arg(long, env = "REPLICA_STRICT", value_parser = BoolishValueParser::new())]
     pub strict: bool,
 
     /// How long an idle guest instance is kept for reuse before it is dropped.
@@ -160,7 +162,7 @@ pub struct Config {
     pub max_body_bytes: u64,
 
     /// Reload the component when its file changes (it is always reloaded on SIGHUP).
-    #[arg(long, env = "REPLICA_WATCH")]
+    #[arg(long, env = "REPLICA_WATCH", value_parser = BoolishValueParser::new())]
     pub watch: bool,
 
     /// A host the guest may send HTTP requests to, as HOST or HOST:PORT;
@@ -355,7 +357,15 @@ mod tests {
 
     #[test]
     fn guest_env_rejects_missing_empty_or_shadowed_server_id() {
-        // SERVER_ID may be set in the test's own environment; the flag wins over it.
+        // SERVER_ID may be set in the test's own environment, so the missing
+        // case is made by hand; the flag wins over the variable otherwise.
+        let mut missing = config(&[]);
+        missing.server_id = None;
+        let refusal = missing.guest_env().expect_err("no SERVER_ID");
+        assert!(
+            refusal.to_string().contains("no SERVER_ID given"),
+            "{refusal}"
+        );
         assert!(config(&["--server-id", ""]).guest_env().is_err());
         assert!(
             config(&["--server-id", "1", "--env", "SERVER_ID=2"])

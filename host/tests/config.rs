@@ -117,3 +117,31 @@ fn the_guest_sees_only_server_id_and_explicit_env() {
     vars.sort_unstable();
     assert_eq!(vars, ["EMPTY=", "GREETING=hi=there", "SERVER_ID=5"]);
 }
+
+#[test]
+fn on_off_settings_take_1_yes_or_true_from_the_environment() {
+    let count = |server: &Server| get(&server.url("/count")).body;
+    for on in ["1", "yes", "true"] {
+        let strict = Server::start(
+            &faulty_guest(),
+            &[],
+            &[("SERVER_ID", "1"), ("REPLICA_STRICT", on)],
+        );
+        assert_eq!(
+            (count(&strict), count(&strict)),
+            ("1".into(), "1".into()),
+            "REPLICA_STRICT={on}"
+        );
+    }
+    let reuse = Server::start(
+        &faulty_guest(),
+        &[],
+        &[("SERVER_ID", "1"), ("REPLICA_STRICT", "0")],
+    );
+    assert_eq!((count(&reuse), count(&reuse)), ("1".into(), "2".into()));
+    assert_refused(
+        &[replica_guest().to_str().expect("utf-8")],
+        &[("SERVER_ID", "1"), ("REPLICA_STRICT", "maybe")],
+        &["--strict", "maybe"],
+    );
+}
