@@ -173,3 +173,30 @@ fn watch_reloads_when_the_file_changes() {
     wait_for_body(&server, REPLICA_HOME);
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
+
+#[test]
+fn a_request_that_spans_a_swap_finishes_on_the_old_component() {
+    let path = scratch("span");
+    install(&faulty_guest(), &path);
+    let server = Server::start(&path, &[], &[("SERVER_ID", "1")]);
+    assert_eq!(common::get(&server.url("/home")).body, FAULTY_HOME);
+    // In the old (faulty) component: a slow request the new one has no route for.
+    let url = server.url("/slow?ms=3000");
+    let slow = std::thread::spawn(move || common::get(&url));
+    server.wait_for_log("slow request started", 1);
+
+    install(&replica_guest(), &path);
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log("generation 1", 1);
+    // The next request gets the new component while the slow one still runs.
+    assert_eq!(common::get(&server.url("/home")).body, REPLICA_HOME);
+    assert!(
+        !slow.is_finished(),
+        "the slow request ended before the swap"
+    );
+    assert_eq!(common::get(&server.url("/slow")).status, 404);
+
+    let reply = slow.join().expect("client thread");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "slow done"));
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
