@@ -107,6 +107,12 @@ pub struct Config {
     #[arg(long, env = "REPLICA_METRICS_ADDR", value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// A request path counted under its own `route` label in the metrics;
+    /// repeat (or separate with commas) for more. Every other path is
+    /// counted as `other`, so clients cannot grow the label set.
+    #[arg(long = "metrics-route", env = "REPLICA_METRICS_ROUTES", value_name = "PATH", value_delimiter = ',', value_parser = parse_route)]
+    pub metrics_routes: Vec<String>,
+
     /// Where compiled components are cached, so that a restart does not
     /// recompile [default: $XDG_CACHE_HOME/replica-host or ~/.cache/replica-host].
     #[arg(long, env = "REPLICA_CACHE_DIR", value_name = "DIR")]
@@ -256,6 +262,14 @@ pub fn parse_env_var(s: &str) -> Result<(String, String)> {
     Ok((key.to_string(), value.to_string()))
 }
 
+/// Parses a `--metrics-route` path: it starts with `/` and has no query.
+pub fn parse_route(s: &str) -> Result<String> {
+    if !s.starts_with('/') || s.contains('?') {
+        bail!("`{s}` is not a request path: write it as /path, without a query");
+    }
+    Ok(s.to_string())
+}
+
 /// Parses an `--allow-outbound` entry: a host name or IP, with an optional port.
 pub fn parse_outbound_host(s: &str) -> Result<String> {
     let authority: http::uri::Authority = s
@@ -340,6 +354,14 @@ mod tests {
         assert!(parse_outbound_host("user@example.com").is_err());
         assert!(parse_outbound_host("").is_err());
         assert!(parse_outbound_host("a b").is_err());
+    }
+
+    #[test]
+    fn metrics_routes_are_paths_given_one_by_one_or_comma_separated() {
+        let c = config(&["--metrics-route", "/home,/heartbeat", "--metrics-route", "/x"]);
+        assert_eq!(c.metrics_routes, ["/home", "/heartbeat", "/x"]);
+        assert!(parse_route("home").is_err());
+        assert!(parse_route("/home?x=1").is_err());
     }
 
     #[test]

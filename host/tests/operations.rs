@@ -25,15 +25,20 @@ fn the_access_log_has_one_json_line_per_request_and_guest_output_is_tagged() {
     let lines = json_lines(&server.stderr());
     let access: Vec<_> = lines.iter().filter(|l| l["target"] == "access").collect();
     assert_eq!(access.len(), 2, "{}", server.stderr());
+    // The request's id, method and path are its span's, given once.
     let print = access
         .iter()
-        .find(|l| l["path"] == "/print")
+        .find(|l| l["span"]["path"] == "/print")
         .expect("the /print line");
-    assert_eq!(print["method"], "GET");
+    assert_eq!(print["span"]["method"], "GET");
+    assert_eq!(print["span"]["name"], "request");
     assert_eq!(print["status"], 200);
     assert!(print["latency_us"].is_u64());
     assert_eq!(
-        access.iter().find(|l| l["path"] == "/nope").expect("/nope")["status"],
+        access
+            .iter()
+            .find(|l| l["span"]["path"] == "/nope")
+            .expect("/nope")["status"],
         404
     );
 
@@ -44,7 +49,8 @@ fn the_access_log_has_one_json_line_per_request_and_guest_output_is_tagged() {
         .find(|l| l["stream"] == "stdout")
         .expect("guest stdout");
     assert_eq!(out["message"], "hello from the guest");
-    assert_eq!(out["id"], print["id"]);
+    assert!(print["span"]["id"].is_u64());
+    assert_eq!(out["span"], print["span"]);
     let err = guest
         .iter()
         .find(|l| l["stream"] == "stderr")
@@ -99,6 +105,8 @@ fn metrics_count_requests_instances_traps_timeouts_rejections_and_reloads() {
         &[
             "--metrics-addr",
             "127.0.0.1:0",
+            "--metrics-route",
+            "/home",
             "--max-header-bytes",
             "2048",
         ],
@@ -276,6 +284,7 @@ fn help_lists_every_setting_and_subcommand() {
         "--log-format",
         "--access-log",
         "--metrics-addr",
+        "--metrics-route",
         "--workers",
         "[env: SERVER_ID=]",
     ] {
