@@ -358,7 +358,12 @@ mod tests {
 
     #[test]
     fn metrics_routes_are_paths_given_one_by_one_or_comma_separated() {
-        let c = config(&["--metrics-route", "/home,/heartbeat", "--metrics-route", "/x"]);
+        let c = config(&[
+            "--metrics-route",
+            "/home,/heartbeat",
+            "--metrics-route",
+            "/x",
+        ]);
         assert_eq!(c.metrics_routes, ["/home", "/heartbeat", "/x"]);
         assert!(parse_route("home").is_err());
         assert!(parse_route("/home?x=1").is_err());

@@ -1,19 +1,25 @@
 //! The subcommands: `check`, `compile` and `probe`.
 
-use crate::runtime;
+use crate::component;
+use crate::engine::{self, InstanceLimits};
+use crate::logging::announce;
 use anyhow::{Context as _, Result, anyhow, bail};
-use std::io::{Read as _, Write as _};
-use std::net::{TcpStream, ToSocketAddrs as _};
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::Request;
+use hyper::header::HOST;
+use hyper_util::rt::TokioIo;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 use wasmtime::component::types::ComponentItem;
 
 /// Prints what `component` imports and exports and whether this host can
 /// serve it; exits 0 only if it can.
 pub fn check(component: &Path) -> Result<ExitCode> {
-    let engine = runtime::engine(runtime::Limits::default())?;
-    let loaded = runtime::load_component(&engine, component, None)?;
+    let engine = engine::engine(InstanceLimits::default())?;
+    let loaded = component::load(&engine, component, None)?;
     let ty = loaded.component_type();
     let mut report = format!("{}\n  imports:\n", component.display());
     for (name, item) in ty.imports(&engine) {
@@ -23,12 +29,12 @@ pub fn check(component: &Path) -> Result<ExitCode> {
     for (name, item) in ty.exports(&engine) {
         report += &format!("    {name} ({})\n", kind(&item.ty));
     }
-    let (verdict, code) = match runtime::link(&engine, &loaded, component) {
+    let (verdict, code) = match component::link(&engine, &loaded, component) {
         Ok(_) => ("yes".to_string(), ExitCode::SUCCESS),
         Err(e) => (format!("no: {e:#}"), ExitCode::FAILURE),
     };
     report += &format!("  this host can serve it: {verdict}");
-    crate::server::announce(&report);
+    announce(&report);
     Ok(code)
 }
 
@@ -47,8 +53,8 @@ fn kind(item: &ComponentItem) -> &'static str {
 /// Compiles `component` for this host's engine and writes it to `output`, or
 /// into the compile cache at `cache_dir`.
 pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>) -> Result<()> {
-    let engine = runtime::engine(runtime::Limits::default())?;
-    let bytes = runtime::read_component(component)?;
+    let engine = engine::engine(InstanceLimits::default())?;
+    let bytes = component::read(component)?;
     let started = Instant::now();
     let compiled = engine.precompile_component(&bytes).map_err(|e| {
         anyhow!(e).context(format!("{} is not a valid component", component.display()))
@@ -70,7 +76,7 @@ pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>
         }
         (None, None) => bail!("say where the compiled component goes: -o FILE or --cache-dir DIR"),
     };
-    crate::server::announce(&format!(
+    announce(&format!(
         "compiled {} into {} ({} bytes, {:?})",
         component.display(),
         target.display(),
@@ -85,9 +91,20 @@ pub fn probe(url: Option<String>, timeout: Duration) -> ExitCode {
     let url = url.unwrap_or_else(|| {
         replica_config::default_probe_url(std::env::var("REPLICA_ADDR").ok().as_deref())
     });
-    match get_status(&url, timeout) {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                tokio::time::timeout(timeout, get_status(&url))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow!("no answer within {timeout:?}")))
+            })
+        });
+    match answer {
         Ok(200) => {
-            crate::server::announce(&format!("{url}: 200"));
+            announce(&format!("{url}: 200"));
             ExitCode::SUCCESS
         }
         Ok(status) => {
@@ -101,54 +118,32 @@ pub fn probe(url: Option<String>, timeout: Duration) -> ExitCode {
     }
 }
 
-/// A minimal HTTP/1.1 GET: the status code of the answer, within `timeout`.
-fn get_status(url: &str, timeout: Duration) -> Result<u16> {
-    let rest = url
-        .strip_prefix("http://")
-        .context("only http:// URLs can be probed")?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let with_port = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = with_port
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {authority}"))?
-        .next()
-        .with_context(|| format!("{authority} has no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .context("setting the timeout")?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .context("setting the timeout")?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .context("sending the request")?;
-    let mut head = [0u8; 64];
-    let mut read = 0;
-    while read < 12 {
-        match stream
-            .read(&mut head[read..])
-            .context("reading the answer")?
-        {
-            0 => break,
-            n => read += n,
-        }
+/// GETs `url` with hyper's HTTP/1.1 client: the status code of the answer.
+async fn get_status(url: &str) -> Result<u16> {
+    let uri: hyper::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("only http:// URLs can be probed");
     }
-    let line = String::from_utf8_lossy(&head[..read]);
-    let status = line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse().ok());
-    match status {
-        Some(status) => Ok(status),
-        None => bail!("not an HTTP answer: {line:?}"),
-    }
+    let authority = uri.authority().context("the URL names no host")?.clone();
+    // An IPv6 literal comes bracketed in a URL, bare in a socket address.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let stream = TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
+        .await
+        .with_context(|| format!("cannot connect to {authority}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("starting HTTP/1.1")?;
+    tokio::spawn(connection);
+    let request = Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(HOST, authority.as_str())
+        .body(Empty::<Bytes>::new())
+        .context("building the request")?;
+    let response = sender
+        .send_request(request)
+        .await
+        .context("reading the answer")?;
+    Ok(response.status().as_u16())
 }

@@ -1,122 +1,102 @@
-//! One request: a guest instance from the pool, its response or a JSON
-//! error, and nothing a guest does escaping this request.
+//! One HTTP request: its span, the checks made before any guest work, a
+//! concurrency slot, the guest's response or a JSON error, and its line in
+//! the access log and the metrics.
 
-use crate::body;
-use crate::metrics::{Metrics, ReasonLabels};
-use crate::pool::{Instance, Pool};
-use anyhow::anyhow;
+use crate::guest::{Failure, Guest};
+use crate::metrics::Metrics;
+use crate::span::{self, InRequest, RequestSpan};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
-use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode};
+use replica_config::Config;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::Error as HttpError;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{Error as HttpError, WasiHttpView};
-
-/// Everything a request needs, built once before the accept loop.
-pub(crate) struct Handler {
-    pool: Arc<Pool>,
-    limits: Limits,
-    metrics: Option<Arc<Metrics>>,
-    slots: Arc<Semaphore>,
-    next_id: AtomicU64,
-}
 
 /// What one request may ask of the host.
-pub(crate) struct Limits {
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestLimits {
     pub(crate) max_concurrency: u32,
-    pub(crate) request_timeout: Duration,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_body_bytes: u64,
 }
 
-/// Who a request is, for its log lines and metrics.
-#[derive(Clone)]
-struct Context {
-    id: u64,
-    method: Method,
-    /// The request's URI (a cheap clone of hyper's parsed bytes); its path is
-    /// what the log lines show.
-    uri: Uri,
-    metrics: Option<Arc<Metrics>>,
-}
-
-impl Context {
-    fn path(&self) -> &str {
-        self.uri.path()
+impl From<&Config> for RequestLimits {
+    fn from(config: &Config) -> Self {
+        Self {
+            max_concurrency: config.max_concurrency,
+            max_header_bytes: config.max_header_bytes as usize,
+            max_body_bytes: config.max_body_bytes,
+        }
     }
 }
 
-/// Why a request got no response from the guest; already logged.
-enum Failure {
-    Timeout,
-    Internal,
+/// Everything a request needs, built once before the accept loop.
+pub(crate) struct Handler {
+    guest: Arc<Guest>,
+    limits: RequestLimits,
+    metrics: Metrics,
+    slots: Arc<Semaphore>,
+    next_id: AtomicU64,
 }
-
-type GuestResponse = Result<Response<HyperOutgoingBody>, ErrorCode>;
-
-/// A request body as the guest reads it.
-pub(crate) trait RequestBody:
-    hyper::body::Body<Data = Bytes, Error = HttpError> + Send + 'static
-{
-}
-impl<B: hyper::body::Body<Data = Bytes, Error = HttpError> + Send + 'static> RequestBody for B {}
 
 impl Handler {
-    pub(crate) fn new(pool: Arc<Pool>, limits: Limits, metrics: Option<Arc<Metrics>>) -> Self {
-        let slots = Arc::new(Semaphore::new(limits.max_concurrency as usize));
+    pub(crate) fn new(guest: Guest, limits: RequestLimits, metrics: Metrics) -> Self {
         Self {
-            pool,
+            guest: Arc::new(guest),
+            slots: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             limits,
             metrics,
-            slots,
             next_id: AtomicU64::new(0),
         }
     }
 
     /// Serves one request; every failure becomes a JSON error response.
+    /// Everything logged about it (the guest's output too) is in its span.
     pub(crate) async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<HyperOutgoingBody>, Infallible> {
-        // Timed only when someone looks: the access log or the metrics.
-        let timed =
-            self.metrics.is_some() || tracing::enabled!(target: "access", tracing::Level::INFO);
-        let start = timed.then(Instant::now);
-        let cx = Context {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            metrics: self.metrics.clone(),
-        };
-        let response = self.respond(&cx, req).await;
-        if let Some(start) = start {
-            let (status, latency) = (response.status().as_u16(), start.elapsed());
-            tracing::info!(
-                target: "access",
-                id = cx.id,
-                method = %cx.method,
-                path = cx.path(),
-                status,
-                latency_us = latency.as_micros() as u64,
-            );
-            if let Some(metrics) = &cx.metrics {
-                metrics.observe_request(cx.path(), status, latency);
-            }
-        }
-        Ok(response)
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = RequestSpan::new(id, req.method().clone(), req.uri().clone());
+        let response = InRequest::new(Some(request.clone()), self.handle_in_span(req, &request));
+        Ok(response.await)
     }
 
-    async fn respond(&self, cx: &Context, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    async fn handle_in_span(
+        &self,
+        req: Request<Incoming>,
+        request: &RequestSpan,
+    ) -> Response<HyperOutgoingBody> {
+        // Timed only when someone looks: the access log or the metrics.
+        let timed =
+            self.metrics.is_on() || tracing::enabled!(target: "access", tracing::Level::INFO);
+        let start = timed.then(Instant::now);
+        let response = self.respond(req).await;
+        if let Some(start) = start {
+            let (status, latency) = (response.status().as_u16(), start.elapsed());
+            span::log(|| {
+                tracing::info!(
+                    target: "access",
+                    status,
+                    latency_us = latency.as_micros() as u64
+                )
+            });
+            self.metrics.request(request.path(), status, latency);
+        }
+        response
+    }
+
+    async fn respond(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
         if let Some((reason, rejection)) = self.refusal(&req) {
-            tracing::warn!(id = cx.id, method = %cx.method, path = cx.path(), "request refused ({reason})");
-            cx.reject(reason);
+            span::log(|| tracing::warn!("request refused ({reason})"));
+            self.metrics.rejected(reason);
             return rejection;
         }
         // A body sent without a length is cut off at the limit: the guest's
@@ -130,15 +110,19 @@ impl Handler {
                 }
             })
         });
-        match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => self.call_guest(permit, cx, req).await,
-            Err(_) => {
-                tracing::warn!(id = cx.id, method = %cx.method, path = cx.path(), "at --max-concurrency: answering 503");
-                cx.reject("busy");
-                let mut busy = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
-                busy.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                busy
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            span::log(|| tracing::warn!("at --max-concurrency: answering 503"));
+            self.metrics.rejected("busy");
+            let mut busy = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+            busy.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return busy;
+        };
+        match self.guest.respond(req, permit).await {
+            Ok(response) => response,
+            Err(Failure::Timeout) => json_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
+            Err(Failure::Internal) => {
+                json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
         }
     }
@@ -183,157 +167,6 @@ impl Handler {
             ));
         }
         None
-    }
-
-    async fn call_guest(
-        &self,
-        permit: OwnedSemaphorePermit,
-        cx: &Context,
-        req: Request<impl RequestBody>,
-    ) -> Response<HyperOutgoingBody> {
-        let (sender, mut receiver) = oneshot::channel();
-        // The guest may go on writing the body after it has handed over the
-        // response head, so it cannot simply be awaited here. It is polled here
-        // until it finishes, as a small guest usually does at once, or until the
-        // head comes back first, and then moved to a task of its own. It logs
-        // its own failures, so one after the head was sent is not lost.
-        let mut guest = Box::pin(run_guest(
-            self.pool.clone(),
-            self.limits.request_timeout,
-            permit,
-            req,
-            sender,
-            cx.clone(),
-        ));
-        let (answer, outcome) = tokio::select! {
-            biased;
-            outcome = &mut guest => (receiver.try_recv().ok(), Some(outcome)),
-            answer = &mut receiver => (answer.ok(), None),
-        };
-        let failure = match (answer, outcome) {
-            // Finished cleanly, response and all.
-            (Some(Ok(response)), Some(Ok(()))) => return response,
-            // Failed before the host sent anything: the client gets a plain
-            // error, not the head of a response that will never complete.
-            (Some(Ok(_)), Some(Err(failure))) => failure,
-            // The head came first and goes out now; the body ends cleanly only
-            // if the guest does.
-            (Some(Ok(response)), None) => {
-                let (verdict, checked) = tokio::sync::oneshot::channel();
-                tokio::spawn(async move {
-                    let _ = verdict.send(guest.await.is_ok());
-                });
-                return response.map(|b| body::checked(b, checked));
-            }
-            (Some(Err(code)), outcome) => {
-                if outcome.is_none() {
-                    tokio::spawn(guest);
-                }
-                tracing::error!(id = cx.id, method = %cx.method, path = cx.path(), "guest answered with an error: {code:?}");
-                Failure::Internal
-            }
-            (None, outcome) => match outcome {
-                Some(outcome) => outcome,
-                None => guest.await,
-            }
-            .err()
-            .unwrap_or_else(|| {
-                tracing::error!(id = cx.id, method = %cx.method, path = cx.path(), "guest returned without setting a response");
-                Failure::Internal
-            }),
-        };
-        match failure {
-            Failure::Timeout => json_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
-            Failure::Internal => {
-                json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-            }
-        }
-    }
-}
-
-impl Context {
-    fn reject(&self, reason: &'static str) {
-        if let Some(metrics) = &self.metrics {
-            metrics
-                .rejections
-                .get_or_create(&ReasonLabels { reason })
-                .inc();
-        }
-    }
-}
-
-/// Counts a guest instance as in use while it lives.
-struct InUse(Option<Arc<Metrics>>);
-
-impl InUse {
-    fn new(metrics: Option<Arc<Metrics>>) -> Self {
-        if let Some(metrics) = &metrics {
-            metrics.instances_in_use.inc();
-        }
-        Self(metrics)
-    }
-}
-
-impl Drop for InUse {
-    fn drop(&mut self) {
-        if let Some(metrics) = &self.0 {
-            metrics.instances_in_use.dec();
-        }
-    }
-}
-
-/// Runs one request in a pooled instance, putting the instance back only if
-/// the request succeeded within the timeout.
-async fn run_guest(
-    pool: Arc<Pool>,
-    timeout: Duration,
-    _permit: OwnedSemaphorePermit,
-    req: Request<impl RequestBody>,
-    sender: oneshot::Sender<GuestResponse>,
-    cx: Context,
-) -> Result<(), Failure> {
-    let _in_use = InUse::new(cx.metrics.clone());
-    let run = async {
-        let mut instance: Instance = pool.take().await?;
-        // The guest's log lines name this request.
-        instance
-            .store
-            .data()
-            .request
-            .store(cx.id, Ordering::Relaxed);
-        let mut http = instance.store.data_mut().http();
-        let req = http.new_incoming_request(Scheme::Http, req)?;
-        let out = http.new_response_outparam(sender)?;
-        instance.store.set_epoch_deadline(1);
-        instance
-            .proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut instance.store, req, out)
-            .await?;
-        Ok::<_, wasmtime::Error>(instance)
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(instance)) => {
-            pool.put_back(instance);
-            Ok(())
-        }
-        // A failed instance is dropped here, never reused.
-        Ok(Err(e)) => {
-            if let Some(metrics) = &cx.metrics
-                && e.downcast_ref::<wasmtime::Trap>().is_some()
-            {
-                metrics.traps.inc();
-            }
-            tracing::error!(id = cx.id, method = %cx.method, path = cx.path(), "request failed: {:?}", anyhow!(e));
-            Err(Failure::Internal)
-        }
-        Err(_elapsed) => {
-            if let Some(metrics) = &cx.metrics {
-                metrics.timeouts.inc();
-            }
-            tracing::warn!(id = cx.id, method = %cx.method, path = cx.path(), "guest still running after {timeout:?}: cut off");
-            Err(Failure::Timeout)
-        }
     }
 }
 

@@ -1,24 +1,46 @@
 //! replica-host: serves a wasi:http/proxy component as a replica server.
 //!
-//! The binary (`main.rs`) parses [`Config`] and calls [`run`]; the library
-//! exists so that fuzz targets can reach the parsing the host does itself.
+//! The binary (`main.rs`) parses the configuration and calls [`run`] or one of
+//! the [`commands`]. A request's way through the files: `server` accepts it,
+//! `handler` checks it, gives it a span and answers its errors, `guest` runs it
+//! in an instance from the `pool`, whose stores `sandbox` builds (with the
+//! `outbound` policy and `guest_output`); `engine` and `component` make what
+//! the pool instantiates, `cache` keeps it compiled, `reload` replaces it,
+//! `shutdown` stops it all; `metrics` and `logging` say what happened.
 
 mod body;
 mod cache;
 pub mod commands;
+mod component;
+mod engine;
+mod guest;
+mod guest_output;
 mod handler;
 mod logging;
 mod metrics;
+mod outbound;
 mod pool;
 mod reload;
-mod runtime;
+mod sandbox;
 mod server;
-mod state;
+mod shutdown;
+mod span;
 
 pub use logging::init_logging;
 pub use replica_config::Config;
 
 use anyhow::{Context as _, Result};
+use engine::InstanceLimits;
+use guest::Guest;
+use handler::{Handler, RequestLimits};
+use hyper::service::service_fn;
+use logging::announce;
+use metrics::Metrics;
+use pool::{Pool, Reuse};
+use reload::Reloader;
+use sandbox::Sandbox;
+use shutdown::Stop;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,66 +50,73 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// Serves until SIGTERM or SIGINT. Configuration and the component are checked
 /// before the socket is bound, so a bad one fails at once.
 pub fn run(config: Config) -> Result<()> {
-    let env = config.guest_env()?;
-    let limits = runtime::Limits::new(config.max_concurrency, config.max_memory_mib);
-    let engine = runtime::engine(limits)?;
+    let sandbox = Sandbox::new(&config)?;
+    let engine = engine::engine(InstanceLimits::from(&config))?;
     let cache_dir = config.cache_dir();
-    let pre = runtime::load_proxy(&engine, &config.component, cache_dir.as_deref())?;
-    runtime::start_epoch_ticker(&engine)?;
-    let metrics = config
-        .metrics_addr
-        .map(|_| Arc::new(metrics::Metrics::new()));
-    let sandbox = runtime::Sandbox {
-        env,
-        limits,
-        outgoing: state::Outgoing::new(config.allow_outbound.clone()),
+    let pre = component::load_proxy(&engine, &config.component, cache_dir.as_deref())?;
+    engine::start_epoch_ticker(&engine)?;
+    let metrics = match config.metrics_addr {
+        Some(_) => Metrics::on(config.metrics_routes.clone()),
+        None => Metrics::off(),
     };
-    let pool = Arc::new(pool::Pool::new(
+    let pool = Arc::new(Pool::new(
         pre,
         sandbox,
-        config.instance_reuse(),
-        config.idle_instance_timeout,
+        Reuse::from(&config),
         metrics.clone(),
     ));
-    let handler = Arc::new(handler::Handler::new(
-        pool.clone(),
-        handler::Limits {
-            max_concurrency: config.max_concurrency,
-            request_timeout: config.request_timeout,
-            max_header_bytes: config.max_header_bytes as usize,
-            max_body_bytes: config.max_body_bytes,
-        },
+    let guest = Guest::new(pool.clone(), &config, metrics.clone());
+    let handler = Arc::new(Handler::new(
+        guest,
+        RequestLimits::from(&config),
         metrics.clone(),
     ));
-    let reloader = Arc::new(reload::Reloader::new(
+    let reloader = Arc::new(Reloader::new(
         engine,
         config.component.clone(),
         cache_dir,
         pool.clone(),
         metrics.clone(),
     ));
+    let settings = server::Settings::from(&config);
 
-    runtime(config.workers)?.block_on(async {
+    async_runtime(config.workers)?.block_on(async {
         tokio::spawn(sweep_idle_instances(pool));
+        // Before listening, so that a SIGHUP or SIGTERM sent once the server
+        // is up never kills the process outright.
         reloader.reload_on_sighup()?;
         if config.watch {
             reloader.watch(WATCH_INTERVAL);
         }
-        if let (Some(addr), Some(metrics)) = (config.metrics_addr, metrics) {
-            metrics::serve(addr, metrics).await?;
+        let stop = Stop::on_signals(settings.grace)?;
+        if let Some(addr) = config.metrics_addr {
+            let listener = server::bind(addr, "--metrics-addr").await?;
+            let bound = listener
+                .local_addr()
+                .context("cannot read the metrics address")?;
+            announce(&format!("metrics on http://{bound}/metrics"));
+            let scrape = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let answer = metrics.scrape(req.uri().path());
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            tokio::spawn(server::serve(listener, scrape, settings, stop.clone()));
         }
-        let listener = server::bind(config.addr).await?;
-        let settings = server::Settings {
-            grace: config.shutdown_grace,
-            header_read_timeout: config.header_read_timeout,
-            max_header_bytes: config.max_header_bytes as usize,
-        };
-        server::serve(listener, handler, settings).await
+        let listener = server::bind(config.addr, "--addr").await?;
+        let bound = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        // One stable line, on stdout, that scripts and tests wait for.
+        announce(&format!("listening on http://{bound}"));
+        let service = service_fn(move |req| handler.clone().handle(req));
+        if server::serve(listener, service, settings, stop).await {
+            tracing::info!("drained; exiting");
+        }
+        Ok(())
     })
 }
 
 /// The async runtime: one thread per CPU by default.
-fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
+fn async_runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
     match workers {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -104,7 +133,7 @@ fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 /// Frees instances that sat idle past their timeout.
-async fn sweep_idle_instances(pool: Arc<pool::Pool>) {
+async fn sweep_idle_instances(pool: Arc<Pool>) {
     let period = pool
         .idle_timeout()
         .clamp(Duration::from_millis(100), Duration::from_secs(1));

@@ -1,38 +1,36 @@
-//! Prometheus metrics, served on their own opt-in listener (`--metrics-addr`)
-//! so that they never share the replica's port with load-balanced traffic.
+//! Prometheus metrics: one [`Metrics`] object that every part of the host
+//! counts with, whose methods do nothing when metrics are off. Served on a
+//! listener of its own (`--metrics-addr`), so that they never share the
+//! replica's port with load-balanced traffic.
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RequestLabels {
-    pub(crate) route: &'static str,
-    pub(crate) status: u16,
+struct RequestLabels {
+    route: Arc<str>,
+    status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ReasonLabels {
-    pub(crate) reason: &'static str,
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct OutcomeLabels {
-    pub(crate) outcome: &'static str,
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 /// Latency buckets from 100 µs to 10 s.
@@ -44,21 +42,27 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
-pub(crate) struct Metrics {
+/// The host's metrics, or nothing when they are off. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Metrics(Option<Arc<Registered>>);
+
+struct Registered {
     registry: Registry,
-    pub(crate) requests: Family<RequestLabels, Counter>,
-    pub(crate) request_duration: Histogram,
-    pub(crate) instantiations: Counter,
-    pub(crate) instantiation_duration: Histogram,
-    pub(crate) instances_in_use: Gauge,
-    pub(crate) traps: Counter,
-    pub(crate) timeouts: Counter,
-    pub(crate) rejections: Family<ReasonLabels, Counter>,
-    pub(crate) reloads: Family<OutcomeLabels, Counter>,
+    routes: Routes,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Histogram,
+    instantiations: Counter,
+    instantiation_duration: Histogram,
+    instances_in_use: Gauge,
+    traps: Counter,
+    timeouts: Counter,
+    rejections: Family<ReasonLabels, Counter>,
+    reloads: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    /// Metrics that count, labelling requests with `routes` (see [`Routes`]).
+    pub(crate) fn on(routes: Vec<String>) -> Self {
         let mut registry = Registry::with_prefix("replica");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -105,13 +109,14 @@ impl Metrics {
         let rejections = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "rejections",
-            "Requests refused before the guest: busy, headers, body",
+            "Requests refused before the guest: busy, headers, body, host",
             rejections.clone(),
         );
         let reloads = Family::<OutcomeLabels, Counter>::default();
         registry.register("reloads", "Component reloads, by outcome", reloads.clone());
-        Self {
+        Self(Some(Arc::new(Registered {
             registry,
+            routes: Routes::new(routes),
             requests,
             request_duration,
             instantiations,
@@ -121,77 +126,180 @@ impl Metrics {
             timeouts,
             rejections,
             reloads,
+        })))
+    }
+
+    /// Metrics that count nothing.
+    pub(crate) fn off() -> Self {
+        Self(None)
+    }
+
+    pub(crate) fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// A request answered with `status` after `latency`.
+    pub(crate) fn request(&self, path: &str, status: u16, latency: Duration) {
+        if let Some(m) = &self.0 {
+            let route = m.routes.label(path);
+            m.requests
+                .get_or_create(&RequestLabels { route, status })
+                .inc();
+            m.request_duration.observe(latency.as_secs_f64());
         }
     }
 
-    /// The bounded label for a path: the routes the replica serves, or "other".
-    pub(crate) fn route(path: &str) -> &'static str {
-        match path {
-            "/home" => "/home",
-            "/heartbeat" => "/heartbeat",
-            "/openapi.json" => "/openapi.json",
-            "/docs" => "/docs",
-            _ => "other",
+    /// A request refused before the guest, for `reason`.
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        if let Some(m) = &self.0 {
+            m.rejections.get_or_create(&ReasonLabels { reason }).inc();
         }
     }
 
-    pub(crate) fn observe_request(&self, path: &str, status: u16, latency: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: Self::route(path),
-                status,
-            })
-            .inc();
-        self.request_duration.observe(latency.as_secs_f64());
+    pub(crate) fn trapped(&self) {
+        if let Some(m) = &self.0 {
+            m.traps.inc();
+        }
+    }
+
+    pub(crate) fn timed_out(&self) {
+        if let Some(m) = &self.0 {
+            m.timeouts.inc();
+        }
+    }
+
+    /// A guest instance created in `took`.
+    pub(crate) fn instantiated(&self, took: Duration) {
+        if let Some(m) = &self.0 {
+            m.instantiations.inc();
+            m.instantiation_duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts an instance as in use until the guard is dropped.
+    pub(crate) fn in_use(&self) -> InUse {
+        if let Some(m) = &self.0 {
+            m.instances_in_use.inc();
+        }
+        InUse(self.clone())
+    }
+
+    /// A reload, `ok` or `rejected`.
+    pub(crate) fn reloaded(&self, outcome: &'static str) {
+        if let Some(m) = &self.0 {
+            m.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+        }
+    }
+
+    /// `GET /metrics`: the OpenMetrics text; any other path is a 404.
+    pub(crate) fn scrape(&self, path: &str) -> Response<Full<Bytes>> {
+        let (status, body) = match (path, self.encode()) {
+            ("/metrics", Ok(text)) => (StatusCode::OK, text),
+            ("/metrics", Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "metrics are at /metrics\n".to_string(),
+            ),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        response
     }
 
     fn encode(&self) -> Result<String> {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .context("encoding metrics")?;
+        if let Some(m) = &self.0 {
+            prometheus_client::encoding::text::encode(&mut text, &m.registry)
+                .context("encoding metrics")?;
+        }
         Ok(text)
     }
 }
 
-/// Serves `GET /metrics` on `addr` until the process ends.
-pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot serve metrics on {addr}: pass --metrics-addr with a free address")
-    })?;
-    let bound = listener
-        .local_addr()
-        .context("cannot read the metrics address")?;
-    crate::server::announce(&format!("metrics on http://{bound}/metrics"));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, std::convert::Infallible>(scrape(&metrics, req.uri().path())) }
-            });
-            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+/// An instance in use, counted until dropped.
+pub(crate) struct InUse(Metrics);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some(m) = &(self.0).0 {
+            m.instances_in_use.dec();
         }
-    });
-    Ok(())
+    }
 }
 
-fn scrape(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
-    let (status, body) = match (path, metrics.encode()) {
-        ("/metrics", Ok(text)) => (StatusCode::OK, text),
-        ("/metrics", Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "metrics are at /metrics\n".to_string(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    response
+/// The `route` label of a request: one of the paths the operator listed
+/// (`--metrics-route`), or `other`. The host serves any guest and knows none
+/// of its routes; the list keeps the label set bounded whatever clients send.
+struct Routes {
+    listed: Vec<Arc<str>>,
+    other: Arc<str>,
+}
+
+impl Routes {
+    fn new(paths: Vec<String>) -> Self {
+        Self {
+            listed: paths.into_iter().map(Arc::from).collect(),
+            other: Arc::from("other"),
+        }
+    }
+
+    fn label(&self, path: &str) -> Arc<str> {
+        self.listed
+            .iter()
+            .find(|listed| listed.as_ref() == path)
+            .unwrap_or(&self.other)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_labelled_only_as_listed() {
+        let routes = Routes::new(vec!["/home".into(), "/heartbeat".into()]);
+        assert_eq!(&*routes.label("/home"), "/home");
+        assert_eq!(&*routes.label("/heartbeat"), "/heartbeat");
+        assert_eq!(&*routes.label("/home/"), "other");
+        assert_eq!(&*routes.label("/x"), "other");
+        assert_eq!(&*Routes::new(Vec::new()).label("/home"), "other");
+    }
+
+    #[test]
+    fn metrics_that_are_off_count_nothing_and_encode_empty() {
+        let off = Metrics::off();
+        off.request("/home", 200, Duration::from_millis(1));
+        drop(off.in_use());
+        assert!(!off.is_on());
+        assert_eq!(off.encode().expect("encodes"), "");
+    }
+
+    #[test]
+    fn metrics_that_are_on_count_by_route_and_status() {
+        let on = Metrics::on(vec!["/home".into()]);
+        on.request("/home", 200, Duration::from_millis(1));
+        on.request("/nope", 404, Duration::from_millis(1));
+        let in_use = on.in_use();
+        let text = on.encode().expect("encodes");
+        assert!(
+            text.contains(r#"replica_requests_total{route="/home",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"replica_requests_total{route="other",status="404"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("replica_instances_in_use 1"), "{text}");
+        drop(in_use);
+        assert!(
+            on.encode()
+                .expect("encodes")
+                .contains("replica_instances_in_use 0")
+        );
+    }
 }

@@ -2,9 +2,9 @@
 //! with `--watch`. The new component is read, compiled and linked off the
 //! request path; only if all of that succeeds does it replace the old one.
 
-use crate::metrics::{Metrics, OutcomeLabels};
+use crate::component;
+use crate::metrics::Metrics;
 use crate::pool::Pool;
-use crate::runtime;
 use anyhow::{Context as _, Result};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ pub(crate) struct Reloader {
     path: PathBuf,
     cache_dir: Option<PathBuf>,
     pool: Arc<Pool>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Metrics,
     // One reload at a time, so that the last one asked for wins.
     busy: tokio::sync::Mutex<()>,
 }
@@ -29,7 +29,7 @@ impl Reloader {
         path: PathBuf,
         cache_dir: Option<PathBuf>,
         pool: Arc<Pool>,
-        metrics: Option<Arc<Metrics>>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             engine,
@@ -38,15 +38,6 @@ impl Reloader {
             pool,
             metrics,
             busy: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn count(&self, outcome: &'static str) {
-        if let Some(metrics) = &self.metrics {
-            metrics
-                .reloads
-                .get_or_create(&OutcomeLabels { outcome })
-                .inc();
         }
     }
 
@@ -60,18 +51,18 @@ impl Reloader {
             self.cache_dir.clone(),
         );
         let loaded = tokio::task::spawn_blocking(move || {
-            runtime::load_proxy(&engine, &path, cache.as_deref())
+            component::load_proxy(&engine, &path, cache.as_deref())
         })
         .await;
         let shown = self.path.display();
         match loaded {
             Ok(Ok(pre)) => {
                 let generation = self.pool.replace(pre);
-                self.count("ok");
+                self.metrics.reloaded("ok");
                 tracing::info!("{why}: reloaded {shown} (generation {generation})");
             }
             Ok(Err(e)) => {
-                self.count("rejected");
+                self.metrics.reloaded("rejected");
                 tracing::error!("{why}: rejected the new {shown}, still serving the old one: {e:#}")
             }
             Err(e) => tracing::error!("{why}: reloading {shown} failed: {e}"),

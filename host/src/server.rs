@@ -1,36 +1,43 @@
-//! The accept loop, HTTP/1.1 connections, and graceful shutdown.
+//! Serving a listener: the accept loop, HTTP/1.1 connections with their
+//! timeouts and size limits, and the graceful drain. The replica's port and
+//! the metrics port are both served by [`serve`].
 
-use crate::handler::Handler;
-use anyhow::{Context as _, Result};
+use crate::shutdown::Stop;
+use anyhow::Result;
 use futures::FutureExt as _;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::Service;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use std::io::Write as _;
+use replica_config::Config;
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{SignalKind, signal};
 
-/// Binds `addr`, saying what to do when it cannot.
-pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+/// Binds `addr`, saying what to do when it cannot. `flag` is the setting
+/// that chooses the address.
+pub(crate) async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::AddrInUse => {
-                "it is already in use; stop the other server or pass --addr to choose another"
+                format!(
+                    "it is already in use; stop the other server or pass {flag} to choose another"
+                )
             }
             std::io::ErrorKind::PermissionDenied => {
-                "permission denied; use a port above 1023 or pass --addr to choose another"
+                format!("permission denied; use a port above 1023 or pass {flag} to choose another")
             }
-            _ => "pass --addr to choose another address",
+            _ => format!("pass {flag} to choose another address"),
         };
         anyhow::Error::new(e).context(format!("cannot listen on {addr}: {hint}"))
     })
 }
 
 /// How connections are served.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
     /// After SIGTERM/SIGINT, how long in-flight requests may take.
     pub(crate) grace: Duration,
@@ -42,22 +49,36 @@ pub(crate) struct Settings {
     pub(crate) max_header_bytes: usize,
 }
 
-/// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight
-/// requests finish for up to the grace period. A second signal ends the wait
-/// at once.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    handler: Arc<Handler>,
-    settings: Settings,
-) -> Result<()> {
-    let mut signals = Signals::new()?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
-    // One stable line, on stdout, that scripts and tests wait for. A closed
-    // stdout costs the line, not the server.
-    announce(&format!("listening on http://{addr}"));
+impl From<&Config> for Settings {
+    fn from(config: &Config) -> Self {
+        Self {
+            grace: config.shutdown_grace,
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes as usize,
+        }
+    }
+}
 
+/// Serves `listener` with `service` until `stop` says to drain; then stops
+/// accepting (serving the connections the kernel had already queued) and
+/// lets in-flight requests finish for up to the grace period, or until
+/// `stop` says to end at once. Returns whether every connection finished.
+pub(crate) async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    settings: Settings,
+    mut stop: Stop,
+) -> bool
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let graceful = GracefulShutdown::new();
     let hyper_header_cap = settings.max_header_bytes.saturating_mul(4);
     let mut http = http1::Builder::new();
@@ -70,9 +91,7 @@ pub(crate) async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
-        let handler = handler.clone();
-        let service = service_fn(move |req| handler.clone().handle(req));
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "connection closed with an error: {e}");
@@ -90,10 +109,7 @@ pub(crate) async fn serve(
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            signal = signals.next() => {
-                tracing::info!("{signal} received: draining for up to {:?}", settings.grace);
-                break;
-            }
+            () = stop.draining() => break,
         }
     }
     // Connections the kernel has already accepted are served too, not reset.
@@ -104,40 +120,11 @@ pub(crate) async fn serve(
 
     let grace = settings.grace;
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("drained; exiting"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period of {grace:?} over; exiting with requests in flight"),
-        signal = signals.next() => tracing::warn!("second {signal}: exiting without waiting"),
-    }
-    Ok(())
-}
-
-/// Prints a line on stdout; a stdout that cannot be written to is logged,
-/// never a panic (as `println!` would be).
-pub(crate) fn announce(line: &str) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-        tracing::warn!("cannot write to stdout ({e}): {line}");
-    }
-}
-
-/// SIGTERM (what `docker stop` sends) and SIGINT (Ctrl-C).
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
-        })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+        () = graceful.shutdown() => true,
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("grace period of {grace:?} over; exiting with requests in flight");
+            false
         }
+        () = stop.now() => false,
     }
 }

@@ -252,6 +252,13 @@ fn probe_exits_0_on_a_healthy_heartbeat_and_1_otherwise() {
     let (status, _, stderr) = run_host(&["probe", &url, "--timeout", "500ms"], &[]);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("cannot connect"), "{stderr}");
+
+    // A server that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/heartbeat", silent.local_addr().expect("addr"));
+    let (status, _, stderr) = run_host(&["probe", &url, "--timeout", "300ms"], &[]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("no answer within 300ms"), "{stderr}");
 }
 
 #[test]

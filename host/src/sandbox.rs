@@ -1,0 +1,94 @@
+//! What a guest instance sees and may use: its store's data (the WASI and
+//! wasi:http contexts, its memory limit), built by [`new_store`] from the
+//! host-wide [`Sandbox`].
+
+use crate::engine::InstanceLimits;
+use crate::guest_output::GuestOutput;
+use crate::outbound::Outbound;
+use anyhow::Result;
+use replica_config::Config;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// What every guest instance may see and use.
+pub(crate) struct Sandbox {
+    /// Its whole environment: SERVER_ID and the `--env` variables.
+    env: Vec<(String, String)>,
+    limits: InstanceLimits,
+    outbound: Outbound,
+}
+
+impl Sandbox {
+    /// The sandbox `config` asks for; fails on a missing or ambiguous SERVER_ID.
+    pub(crate) fn new(config: &Config) -> Result<Self> {
+        Ok(Self {
+            env: config.guest_env()?,
+            limits: InstanceLimits::from(config),
+            outbound: Outbound::new(config.allow_outbound.clone()),
+        })
+    }
+}
+
+/// The data of one guest instance's store.
+pub(crate) struct Host {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: Outbound,
+    limits: StoreLimits,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// A fresh store for one guest instance, as wasmtime's `serve` builds one.
+/// The guest sees only the sandbox's environment: no filesystem (no
+/// preopened directories), no inherited variables, no sockets (WASI's
+/// default denies every address), no outgoing HTTP but to allowed hosts;
+/// its output goes to the log.
+pub(crate) fn new_store(engine: &Engine, sandbox: &Sandbox) -> Store<Host> {
+    let wasi = WasiCtx::builder()
+        .envs(&sandbox.env)
+        .stdout(GuestOutput::new("stdout"))
+        .stderr(GuestOutput::new("stderr"))
+        .build();
+    let host = Host {
+        table: ResourceTable::new(),
+        wasi,
+        http: WasiHttpCtx::new(),
+        outbound: sandbox.outbound.clone(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(sandbox.limits.max_memory_bytes)
+            .build(),
+    };
+    let mut store = Store::new(engine, host);
+    store.limiter(|host| &mut host.limits);
+    // Yield to the executor every tick, so a guest stuck in a loop shares the
+    // thread and its request's timeout can cancel it.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| {
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
+    store
+}
