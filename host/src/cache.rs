@@ -91,3 +91,26 @@ impl Hasher for Sha256Hasher {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_named_by_the_component_and_the_engine() {
+        let engine = Engine::default();
+        let dir = Path::new("/cache");
+        let a = entry(dir, &engine, b"component a");
+        assert_eq!(a, entry(dir, &engine, b"component a"), "not stable");
+        assert_ne!(a, entry(dir, &engine, b"component b"));
+        let mut other = wasmtime::Config::new();
+        other.epoch_interruption(true);
+        let other = Engine::new(&other).expect("an engine");
+        assert_ne!(a, entry(dir, &other, b"component a"), "settings ignored");
+        let name = a.file_name().and_then(|n| n.to_str()).expect("a name");
+        let hex = name.strip_suffix(".cwasm").expect("a .cwasm");
+        assert_eq!(hex.len(), 64);
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a.parent(), Some(dir));
+    }
+}
