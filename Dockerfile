@@ -18,9 +18,12 @@ COPY Cargo.toml Cargo.lock ./
 COPY config/Cargo.toml config/
 COPY host/Cargo.toml host/
 COPY guest/Cargo.toml guest/
+COPY guest/routes/Cargo.toml guest/routes/
+COPY guest-p3/Cargo.toml guest-p3/
 COPY test-guests/faulty/Cargo.toml test-guests/faulty/
+COPY test-guests/faulty-p3/Cargo.toml test-guests/faulty-p3/
 COPY bench/native/Cargo.toml bench/native/
-RUN for crate in config host guest test-guests/faulty; do \
+RUN for crate in config host guest guest/routes guest-p3 test-guests/faulty test-guests/faulty-p3; do \
         mkdir -p $crate/src && touch $crate/src/lib.rs; \
     done \
  && mkdir -p bench/native/src host/tests \
@@ -29,23 +32,28 @@ RUN for crate in config host guest test-guests/faulty; do \
  && touch host/tests/container.rs host/tests/self_description.rs \
  && echo 'fn main() {}' > bench/native/src/main.rs \
  && cargo build --release --locked -p replica-host \
- && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest
+ && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest -p replica-guest-p3
 
 COPY . .
 # Newer than the stubs, so cargo rebuilds our crates (and only them).
 RUN touch config/src/lib.rs host/src/lib.rs host/src/main.rs guest/src/lib.rs \
+        guest/routes/src/lib.rs guest-p3/src/lib.rs \
  && cargo build --release --locked -p replica-host \
- && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest \
+ && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest -p replica-guest-p3 \
  && mkdir -p /out/app \
  && cp target/release/replica-host /out/replica-host \
  # Symbols are a quarter of the binary; guest traps are reported with the
  # guest's own names, so the host does not need them.
  && strip /out/replica-host \
  && cp target/wasm32-wasip2/guest/replica_guest.wasm /out/app/replica.wasm \
+ # The same routes as a wasi:http 0.3 component, to pick with
+ # REPLICA_COMPONENT=/app/replica-p3.wasm.
+ && cp target/wasm32-wasip2/guest/replica_guest_p3.wasm /out/app/replica-p3.wasm \
  # Precompiled into the image's compile cache for this host's engine: the
  # container starts without compiling. A different CPU or settings at run
  # time only costs one compile.
- && /out/replica-host compile /out/app/replica.wasm --cache-dir /out/app/cache
+ && /out/replica-host compile /out/app/replica.wasm --cache-dir /out/app/cache \
+ && /out/replica-host compile /out/app/replica-p3.wasm --cache-dir /out/app/cache
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=builder /out/replica-host /usr/local/bin/replica-host

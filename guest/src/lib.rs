@@ -1,14 +1,13 @@
-//! The replica server as a `wasi:http/proxy` component: thin glue between
-//! `wasi:http/incoming-handler` and the plain route functions in [`routes`].
-
-pub mod openapi;
-pub mod routes;
+//! The replica server as a `wasi:http/proxy` (0.2) component: thin glue between
+//! `wasi:http/incoming-handler` and the plain route functions of
+//! `replica_routes` (`guest/routes/`), which the 0.3 component in `guest-p3/`
+//! shares.
 
 #[cfg(target_arch = "wasm32")]
 // The generated bindings and export glue are `unsafe` FFI by nature.
 #[allow(unsafe_code)]
 mod component {
-    use crate::routes::{Method, Reply, Routes};
+    use replica_routes::routes::{Method, Reply, Routes};
 
     wit_bindgen::generate!({
         path: "../wit",

@@ -1,7 +1,7 @@
 //! The subcommands: `check`, `compile` and `probe`.
 
 use crate::component;
-use crate::engine::{self, InstanceLimits};
+use crate::engine::{Engines, InstanceLimits};
 use crate::logging::announce;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bytes::Bytes;
@@ -15,21 +15,26 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use wasmtime::component::types::ComponentItem;
 
-/// Prints what `component` imports and exports and whether this host can
-/// serve it; exits 0 only if it can.
+/// Prints what `component` imports and exports, which wasi:http world it
+/// serves, and whether this host can serve it; exits 0 only if it can.
 pub fn check(component: &Path) -> Result<ExitCode> {
-    let engine = engine::engine(InstanceLimits::default())?;
-    let loaded = component::load(&engine, component, None)?;
-    let ty = loaded.component_type();
-    let mut report = format!("{}\n  imports:\n", component.display());
-    for (name, item) in ty.imports(&engine) {
-        report += &format!("    {name} ({})\n", kind(&item.ty));
-    }
-    report += "  exports:\n";
-    for (name, item) in ty.exports(&engine) {
-        report += &format!("    {name} ({})\n", kind(&item.ty));
-    }
-    let (verdict, code) = match component::link(&engine, &loaded, component) {
+    let engines = Engines::new(InstanceLimits::default());
+    let mut report = format!("{}\n", component.display());
+    let verdict = component::load(&engines, component, None).and_then(|(loaded, world)| {
+        let engine = loaded.engine();
+        let ty = loaded.component_type();
+        report += "  imports:\n";
+        for (name, item) in ty.imports(engine) {
+            report += &format!("    {name} ({})\n", kind(&item.ty));
+        }
+        report += "  exports:\n";
+        for (name, item) in ty.exports(engine) {
+            report += &format!("    {name} ({})\n", kind(&item.ty));
+        }
+        report += &format!("  world: {world}\n");
+        component::link(&loaded, world, component)
+    });
+    let (verdict, code) = match verdict {
         Ok(_) => ("yes".to_string(), ExitCode::SUCCESS),
         Err(e) => (format!("no: {e:#}"), ExitCode::FAILURE),
     };
@@ -50,11 +55,14 @@ fn kind(item: &ComponentItem) -> &'static str {
     }
 }
 
-/// Compiles `component` for this host's engine and writes it to `output`, or
-/// into the compile cache at `cache_dir`.
+/// Compiles `component` for this host's engine of its world and writes it to
+/// `output`, or into the compile cache at `cache_dir`.
 pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>) -> Result<()> {
-    let engine = engine::engine(InstanceLimits::default())?;
+    let engines = Engines::new(InstanceLimits::default());
     let bytes = component::read(component)?;
+    let world = component::world_of(&bytes)
+        .with_context(|| format!("{} cannot be compiled", component.display()))?;
+    let engine = engines.get(world)?;
     let started = Instant::now();
     let compiled = engine.precompile_component(&bytes).map_err(|e| {
         anyhow!(e).context(format!("{} is not a valid component", component.display()))
@@ -70,7 +78,7 @@ pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>
             output.to_path_buf()
         }
         (None, Some(dir)) => {
-            let entry = crate::cache::entry(dir, &engine, &bytes);
+            let entry = crate::cache::entry(dir, engine, &bytes);
             crate::cache::write_entry(&entry, &compiled)?;
             entry
         }

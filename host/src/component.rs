@@ -1,9 +1,11 @@
-//! From a file to a pre-instantiated wasi:http proxy: reading it, telling a
-//! component from other files, compiling it (or taking the compile cache's
-//! copy, or a precompiled file), and linking it against what the host
-//! provides. Every error names the file and says what to do about it.
+//! From a file to a pre-instantiated wasi:http component: reading it, telling
+//! a component from other files, finding which wasi:http world it serves (by
+//! what it exports), compiling it on that world's engine (or taking the
+//! compile cache's copy, or a precompiled file), and linking it against what
+//! the host provides. Every error names the file and says what to do about it.
 
 use crate::cache;
+use crate::engine::{Engines, World};
 use crate::sandbox::Host;
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::path::Path;
@@ -11,16 +13,36 @@ use std::time::Instant;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Precompiled};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+
+/// What the export of each world starts with.
+const PROXY_EXPORT: &str = "wasi:http/incoming-handler@0.2.";
+const SERVICE_EXPORT: &str = "wasi:http/handler@0.3.";
+
+/// A component linked and ready to instantiate, by world.
+pub(crate) enum Linked {
+    Proxy(ProxyPre<Host>),
+    Service(ServicePre<Host>),
+}
+
+impl Linked {
+    pub(crate) fn world(&self) -> World {
+        match self {
+            Linked::Proxy(_) => World::Proxy,
+            Linked::Service(_) => World::Service,
+        }
+    }
+}
 
 /// Loads the component at `path` and links it: what serving (and each
 /// reload) starts from.
-pub(crate) fn load_proxy(
-    engine: &Engine,
+pub(crate) fn load_linked(
+    engines: &Engines,
     path: &Path,
     cache_dir: Option<&Path>,
-) -> Result<ProxyPre<Host>> {
-    let component = load(engine, path, cache_dir)?;
-    link(engine, &component, path)
+) -> Result<Linked> {
+    let (component, world) = load(engines, path, cache_dir)?;
+    link(&component, world, path)
 }
 
 /// Reads a component file, saying what to do when it cannot be read.
@@ -34,35 +56,95 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Loads a component: deserialized if precompiled, else compiled (or taken
-/// from the cache).
-pub(crate) fn load(engine: &Engine, path: &Path, cache_dir: Option<&Path>) -> Result<Component> {
+/// Loads a component and tells its world: deserialized if precompiled, else
+/// compiled (or taken from the cache) on its world's engine.
+pub(crate) fn load(
+    engines: &Engines,
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, World)> {
     let shown = path.display();
     let bytes = read(path)?;
     match Engine::detect_precompiled(&bytes) {
-        Some(Precompiled::Component) => {
-            // SAFETY: a precompiled component is native code; the operator
-            // chose this file and trusts it like the host binary itself (as
-            // `wasmtime run --allow-precompiled` does). wasmtime checks that it
-            // was compiled by this version with these settings.
-            #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize(engine, &bytes) };
-            loaded.map_err(|e| {
-                anyhow!(e).context(format!(
-                    "{shown} was precompiled for another wasmtime or other settings: \
-                     serve the .wasm instead, or precompile it again with this host"
-                ))
-            })
-        }
+        Some(Precompiled::Component) => deserialize(engines, &bytes).with_context(|| {
+            format!(
+                "{shown} was precompiled for another wasmtime or other settings: \
+                 serve the .wasm instead, or precompile it again with this host"
+            )
+        }),
         Some(Precompiled::Module) => {
             bail!("{shown} is a precompiled core module, not a component: serve a component")
         }
         None => {
-            check_is_component(&bytes).with_context(|| format!("{shown} cannot be served"))?;
-            compile(engine, &bytes, cache_dir)
-                .map_err(|e| e.context(format!("{shown} is not a valid component")))
+            let world = world_of(&bytes).with_context(|| format!("{shown} cannot be served"))?;
+            let component = compile(engines.get(world)?, &bytes, cache_dir)
+                .map_err(|e| e.context(format!("{shown} is not a valid component")))?;
+            Ok((component, world))
         }
     }
+}
+
+/// The world of a component given as bytes (binary or text), by its exports.
+pub(crate) fn world_of(bytes: &[u8]) -> Result<World> {
+    check_is_component(bytes)?;
+    let binary = wat::parse_bytes(bytes).context("it is not a valid component")?;
+    let exports = top_level_exports(&binary).context("it is not a valid component")?;
+    let exported = |prefix: &str| exports.iter().any(|name| name.starts_with(prefix));
+    match (exported(PROXY_EXPORT), exported(SERVICE_EXPORT)) {
+        (true, false) => Ok(World::Proxy),
+        (false, true) => Ok(World::Service),
+        (true, true) => bail!(
+            "it exports both {PROXY_EXPORT}x and {SERVICE_EXPORT}x: \
+             serve one wasi:http world per component"
+        ),
+        (false, false) => bail!(
+            "it is neither a wasi:http/proxy 0.2 component (exporting {PROXY_EXPORT}x) \
+             nor a wasi:http/service 0.3 one (exporting {SERVICE_EXPORT}x); it exports {}",
+            if exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                exports.join(", ")
+            }
+        ),
+    }
+}
+
+/// The names a component exports itself (not those of components nested in it).
+fn top_level_exports(binary: &[u8]) -> Result<Vec<String>> {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    let mut names = Vec::new();
+    for payload in Parser::new(0).parse_all(binary) {
+        match payload? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentExportSection(exports) if depth == 1 => {
+                for export in exports {
+                    names.push(export?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+/// A precompiled component, on the engine it was compiled for.
+fn deserialize(engines: &Engines, bytes: &[u8]) -> Result<(Component, World)> {
+    let mut tried = Vec::new();
+    for world in [World::Proxy, World::Service] {
+        // SAFETY: a precompiled component is native code; the operator
+        // chose this file and trusts it like the host binary itself (as
+        // `wasmtime run --allow-precompiled` does). wasmtime checks that it
+        // was compiled by this version with these settings.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize(engines.get(world)?, bytes) };
+        match loaded {
+            Ok(component) => return Ok((component, world)),
+            Err(e) => tried.push(format!("as {world}: {e}")),
+        }
+    }
+    bail!("{}", tried.join("; "))
 }
 
 /// Compiles `bytes`, or loads the compilation cached by an earlier start.
@@ -89,25 +171,38 @@ fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> Result<Co
     Ok(component)
 }
 
-/// Links a component against WASI and wasi:http and checks it is a proxy.
-pub(crate) fn link(engine: &Engine, component: &Component, path: &Path) -> Result<ProxyPre<Host>> {
+/// Links a component of `world` against WASI and wasi:http.
+pub(crate) fn link(component: &Component, world: World, path: &Path) -> Result<Linked> {
     let shown = path.display();
-    let mut linker = Linker::new(engine);
+    let mut linker = Linker::new(component.engine());
+    // A Rust guest's std imports WASI 0.2 whatever its wasi:http generation.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
+    if world == World::Service {
+        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(|e| anyhow!(e))?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(|e| anyhow!(e))?;
+    }
+    let provided = match world {
+        World::Proxy => {
+            "wasi:cli, wasi:clocks, wasi:io, wasi:random, wasi:filesystem, \
+                         wasi:sockets and wasi:http at 0.2.x"
+        }
+        World::Service => {
+            "wasi:cli, wasi:clocks, wasi:random, wasi:filesystem, \
+                           wasi:sockets and wasi:http at 0.3.0, and WASI 0.2.x"
+        }
+    };
     let pre = linker.instantiate_pre(component).map_err(|e| {
         anyhow!(e).context(format!(
-            "{shown} imports something this host does not provide \
-             (it provides wasi:cli, wasi:clocks, wasi:io, wasi:random, wasi:filesystem, \
-             wasi:sockets and wasi:http at 0.2.x)"
+            "{shown} imports something this host does not provide (for a {world} \
+             component it provides {provided})"
         ))
     })?;
-    ProxyPre::new(pre).map_err(|e| {
-        anyhow!(e).context(format!(
-            "{shown} is not a wasi:http proxy: it must export \
-             wasi:http/incoming-handler@0.2.x"
-        ))
-    })
+    let linked = match world {
+        World::Proxy => ProxyPre::new(pre).map(Linked::Proxy),
+        World::Service => ServicePre::new(pre).map(Linked::Service),
+    };
+    linked.map_err(|e| anyhow!(e).context(format!("{shown} is not a {world} component")))
 }
 
 /// Tells a core module or a non-wasm file from a component before compiling,
@@ -146,5 +241,63 @@ mod tests {
         let text = check_is_component(b"hello, world").expect_err("text");
         assert!(format!("{text}").contains("not a WebAssembly component"));
         assert!(check_is_component(b"").is_err());
+    }
+
+    fn world(text: &str) -> Result<World> {
+        world_of(text.as_bytes())
+    }
+
+    #[test]
+    fn the_world_is_told_by_the_exported_interface() {
+        let exporting =
+            |name: &str| format!("(component (instance $i) (export \"{name}\" (instance $i)))");
+        assert_eq!(
+            world(&exporting("wasi:http/incoming-handler@0.2.12")).ok(),
+            Some(World::Proxy)
+        );
+        assert_eq!(
+            world(&exporting("wasi:http/incoming-handler@0.2.3")).ok(),
+            Some(World::Proxy)
+        );
+        assert_eq!(
+            world(&exporting("wasi:http/handler@0.3.0")).ok(),
+            Some(World::Service)
+        );
+        // Not at the top: an export of a nested component does not count.
+        let nested = "(component (component (instance $i) \
+                      (export \"wasi:http/handler@0.3.0\" (instance $i))))";
+        assert!(world(nested).is_err());
+    }
+
+    #[test]
+    fn a_component_of_neither_world_is_told_what_it_exports() {
+        let none = world("(component)").expect_err("no export");
+        assert!(
+            format!("{none:#}").contains("it exports nothing"),
+            "{none:#}"
+        );
+        let other =
+            world("(component (instance $i) (export \"acme:kv/store@1.0.0\" (instance $i)))")
+                .expect_err("another export");
+        let message = format!("{other:#}");
+        assert!(
+            message.contains("it exports acme:kv/store@1.0.0"),
+            "{message}"
+        );
+        assert!(
+            message.contains("wasi:http/incoming-handler@0.2."),
+            "{message}"
+        );
+        assert!(message.contains("wasi:http/handler@0.3."), "{message}");
+    }
+
+    #[test]
+    fn a_component_of_both_worlds_is_refused() {
+        let both = world(
+            "(component (instance $i) \
+             (export \"wasi:http/incoming-handler@0.2.12\" (instance $i)) \
+             (export \"wasi:http/handler@0.3.0\" (instance $i)))",
+        );
+        assert!(format!("{:#}", both.expect_err("both")).contains("exports both"));
     }
 }

@@ -1,175 +1,124 @@
-//! Calling the guest for one request: an instance from the pool, the call
-//! within the request timeout, the instance put back only if the call
-//! succeeded, and how it came out, decided in one place ([`Guest::respond`]).
+//! The component being served, whichever wasi:http world it is written for,
+//! and its replacement. Every request goes to the current generation: a 0.2
+//! component's pool of instances (`proxy.rs`) or a 0.3 component's workers
+//! (`service.rs`). A hot swap makes a new generation current; requests already
+//! running finish on the old one, which goes with the last of them.
 
-use crate::body;
+use crate::answer::{Answer, RequestBody};
+use crate::component::Linked;
+use crate::engine::World;
 use crate::metrics::Metrics;
-use crate::pool::Pool;
-use crate::span::{self, InRequest};
-use anyhow::anyhow;
-use bytes::Bytes;
-use hyper::{Request, Response};
+use crate::pool::{Pool, Reuse};
+use crate::proxy::ProxyGuest;
+use crate::sandbox::Sandbox;
+use crate::service::ServiceGuest;
+use crate::slot::Slot;
+use arc_swap::ArcSwap;
+use http_body_util::BodyExt as _;
+use hyper::Request;
 use replica_config::Config;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{Error as HttpError, WasiHttpView};
 
-/// A request body as the guest reads it.
-pub(crate) trait RequestBody:
-    hyper::body::Body<Data = Bytes, Error = HttpError> + Send + 'static
-{
-}
-impl<B: hyper::body::Body<Data = Bytes, Error = HttpError> + Send + 'static> RequestBody for B {}
-
-/// What the guest hands over through its response outparam.
-type GuestResponse = Result<Response<HyperOutgoingBody>, ErrorCode>;
-
-/// Why a request got no response from the guest; already logged.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// Still running after the request timeout: cut off.
-    Timeout,
-    /// Trapped, ran out of memory, answered with an error, or set no response.
-    Internal,
+/// One loaded component; the number grows with every replacement.
+struct Generation {
+    number: u64,
+    served: Served,
 }
 
-/// How the race between the guest finishing and its response head came out.
-enum Outcome {
-    /// The guest finished (or failed) first; `head` is what it had set.
-    Finished {
-        result: Result<(), Failure>,
-        head: Option<GuestResponse>,
-    },
-    /// The head came while the guest still runs (writing the body, say).
-    HeadFirst(GuestResponse),
+enum Served {
+    Proxy(Arc<ProxyGuest>),
+    Service(ServiceGuest),
 }
 
-/// The guest, as the handler calls it.
-pub(crate) struct Guest {
-    pool: Arc<Pool>,
+/// The guest, as requests reach it.
+pub(crate) struct Guests {
+    current: ArcSwap<Generation>,
+    settings: Settings,
+}
+
+/// What every generation's instances share.
+struct Settings {
+    sandbox: Arc<Sandbox>,
+    reuse: Reuse,
     timeout: Duration,
     metrics: Metrics,
 }
 
-impl Guest {
-    pub(crate) fn new(pool: Arc<Pool>, config: &Config, metrics: Metrics) -> Self {
-        Self {
-            pool,
+impl Guests {
+    pub(crate) fn new(linked: Linked, sandbox: Sandbox, config: &Config, metrics: Metrics) -> Self {
+        let settings = Settings {
+            sandbox: Arc::new(sandbox),
+            reuse: Reuse::from(config),
             timeout: config.request_timeout,
             metrics,
+        };
+        let served = settings.serve(linked);
+        Self {
+            current: ArcSwap::from_pointee(Generation { number: 0, served }),
+            settings,
         }
     }
 
-    /// Runs `req` in a guest instance while `permit` is held, and returns
-    /// its response, or why there is none.
-    pub(crate) async fn respond(
-        self: &Arc<Self>,
-        req: Request<impl RequestBody>,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<Response<HyperOutgoingBody>, Failure> {
-        let (sender, mut receiver) = oneshot::channel();
-        // Polled here, inline, as long as it runs: a small guest usually
-        // finishes in the first poll, and a task of its own would cost a
-        // cross-thread wake-up. Once the head is out it may go on writing the
-        // body, so from then it runs in a task of its own.
-        let mut guest = Box::pin(self.clone().run(req, sender, permit));
-        let outcome = tokio::select! {
-            biased;
-            result = &mut guest => Outcome::Finished { result, head: receiver.try_recv().ok() },
-            head = &mut receiver => match head {
-                Ok(head) => Outcome::HeadFirst(head),
-                // The outparam went away unset: the guest is about to return.
-                Err(_) => Outcome::Finished { result: (&mut guest).await, head: None },
-            },
-        };
-        match outcome {
-            Outcome::Finished {
-                result: Ok(()),
-                head: Some(Ok(response)),
-            } => Ok(response),
-            // Failed before the host sent anything: the client gets a plain
-            // error, not the head of a response that could never complete.
-            Outcome::Finished {
-                result: Err(failure),
-                ..
-            } => Err(failure),
-            Outcome::Finished {
-                result: Ok(()),
-                head: None,
-            } => {
-                span::log(|| tracing::error!("guest returned without setting a response"));
-                Err(Failure::Internal)
-            }
-            Outcome::Finished {
-                result: Ok(()),
-                head: Some(Err(code)),
-            } => {
-                span::log(|| tracing::error!("guest answered with an error: {code:?}"));
-                Err(Failure::Internal)
-            }
-            Outcome::HeadFirst(Err(code)) => {
-                tokio::spawn(InRequest::new(span::current(), guest));
-                span::log(|| tracing::error!("guest answered with an error: {code:?}"));
-                Err(Failure::Internal)
-            }
-            // The head goes out now; the body ends cleanly only if the guest
-            // finishes cleanly.
-            Outcome::HeadFirst(Ok(response)) => {
-                let (verdict, checked) = oneshot::channel();
-                tokio::spawn(InRequest::new(span::current(), async move {
-                    let _ = verdict.send(guest.await.is_ok());
-                }));
-                Ok(response.map(|b| body::checked(b, checked)))
+    /// Runs `req` in the current component while `slot` is held.
+    pub(crate) async fn respond(&self, req: Request<impl RequestBody>, slot: Slot) -> Answer {
+        let generation = self.current.load_full();
+        match &generation.served {
+            Served::Proxy(proxy) => proxy.clone().respond(req, slot).await,
+            Served::Service(service) => {
+                service
+                    .respond(req.map(|body| body.boxed_unsync()), slot)
+                    .await
             }
         }
     }
 
-    /// Runs one request in a pooled instance, putting the instance back only
-    /// if the request succeeded within the timeout. Logs its own failures, so
-    /// that one after the head was sent is not lost.
-    async fn run(
-        self: Arc<Self>,
-        req: Request<impl RequestBody>,
-        sender: oneshot::Sender<GuestResponse>,
-        _permit: OwnedSemaphorePermit,
-    ) -> Result<(), Failure> {
-        let _in_use = self.metrics.in_use();
-        let call = async {
-            let mut instance = self.pool.take().await?;
-            let mut http = instance.store.data_mut().http();
-            let req = http.new_incoming_request(Scheme::Http, req)?;
-            let out = http.new_response_outparam(sender)?;
-            instance.store.set_epoch_deadline(1);
-            instance
-                .proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut instance.store, req, out)
-                .await?;
-            Ok::<_, wasmtime::Error>(instance)
-        };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(instance)) => {
-                self.pool.put_back(instance);
-                Ok(())
-            }
-            // A failed instance is dropped here, never reused.
-            Ok(Err(e)) => {
-                if e.downcast_ref::<wasmtime::Trap>().is_some() {
-                    self.metrics.trapped();
-                }
-                span::log(|| tracing::error!("request failed: {:?}", anyhow!(e)));
-                Err(Failure::Internal)
-            }
-            Err(_elapsed) => {
-                self.metrics.timed_out();
-                span::log(|| {
-                    tracing::warn!("guest still running after {:?}: cut off", self.timeout)
-                });
-                Err(Failure::Timeout)
-            }
+    /// Serves `linked` from now on; returns its generation number and world.
+    pub(crate) fn replace(&self, linked: Linked) -> (u64, World) {
+        let world = linked.world();
+        let number = self.current.load().number + 1;
+        let served = self.settings.serve(linked);
+        self.current.store(Arc::new(Generation { number, served }));
+        (number, world)
+    }
+
+    /// Frees the current component's instances that sat idle past their
+    /// timeout (0.3 workers see to their own).
+    pub(crate) fn sweep(&self) {
+        if let Served::Proxy(proxy) = &self.current.load().served {
+            proxy.sweep();
+        }
+    }
+
+    /// The host is exiting: the current component's instances take no more
+    /// requests.
+    pub(crate) fn retire(&self) {
+        if let Served::Service(service) = &self.current.load().served {
+            service.retire();
+        }
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.settings.reuse.idle_timeout
+    }
+}
+
+impl Settings {
+    /// The instances `linked` is served from.
+    fn serve(&self, linked: Linked) -> Served {
+        match linked {
+            Linked::Proxy(pre) => Served::Proxy(Arc::new(ProxyGuest::new(
+                Pool::new(pre, self.sandbox.clone(), self.reuse, self.metrics.clone()),
+                self.timeout,
+                self.metrics.clone(),
+            ))),
+            Linked::Service(pre) => Served::Service(ServiceGuest::new(
+                pre,
+                self.sandbox.clone(),
+                self.reuse,
+                self.timeout,
+                self.metrics.clone(),
+            )),
         }
     }
 }

@@ -2,8 +2,10 @@
 //! concurrency slot, the guest's response or a JSON error, and its line in
 //! the access log and the metrics.
 
-use crate::guest::{Failure, Guest};
+use crate::answer::Failure;
+use crate::guest::Guests;
 use crate::metrics::Metrics;
+use crate::slot::Slots;
 use crate::span::{self, InRequest, RequestSpan};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -15,7 +17,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use tokio::sync::Semaphore;
 use wasmtime_wasi_http::Error as HttpError;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -39,18 +40,18 @@ impl From<&Config> for RequestLimits {
 
 /// Everything a request needs, built once before the accept loop.
 pub(crate) struct Handler {
-    guest: Arc<Guest>,
+    guests: Arc<Guests>,
     limits: RequestLimits,
     metrics: Metrics,
-    slots: Arc<Semaphore>,
+    slots: Slots,
     next_id: AtomicU64,
 }
 
 impl Handler {
-    pub(crate) fn new(guest: Guest, limits: RequestLimits, metrics: Metrics) -> Self {
+    pub(crate) fn new(guests: Arc<Guests>, limits: RequestLimits, metrics: Metrics) -> Self {
         Self {
-            guest: Arc::new(guest),
-            slots: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+            guests,
+            slots: Slots::new(limits.max_concurrency, metrics.clone()),
             limits,
             metrics,
             next_id: AtomicU64::new(0),
@@ -110,7 +111,7 @@ impl Handler {
                 }
             })
         });
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+        let Some(slot) = self.slots.try_take() else {
             span::log(|| tracing::warn!("at --max-concurrency: answering 503"));
             self.metrics.rejected("busy");
             let mut busy = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
@@ -118,7 +119,7 @@ impl Handler {
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return busy;
         };
-        match self.guest.respond(req, permit).await {
+        match self.guests.respond(req, slot).await {
             Ok(response) => response,
             Err(Failure::Timeout) => json_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
             Err(Failure::Internal) => {

@@ -8,6 +8,7 @@
 //! the pool instantiates, `cache` keeps it compiled, `reload` replaces it,
 //! `shutdown` stops it all; `metrics` and `logging` say what happened.
 
+mod answer;
 mod body;
 mod cache;
 pub mod commands;
@@ -20,23 +21,25 @@ mod logging;
 mod metrics;
 mod outbound;
 mod pool;
+mod proxy;
 mod reload;
 mod sandbox;
 mod server;
+mod service;
 mod shutdown;
+mod slot;
 mod span;
 
 pub use logging::init_logging;
 pub use replica_config::Config;
 
 use anyhow::{Context as _, Result};
-use engine::InstanceLimits;
-use guest::Guest;
+use engine::{Engines, InstanceLimits};
+use guest::Guests;
 use handler::{Handler, RequestLimits};
 use hyper::service::service_fn;
 use logging::announce;
 use metrics::Metrics;
-use pool::{Pool, Reuse};
 use reload::Reloader;
 use sandbox::Sandbox;
 use shutdown::Stop;
@@ -51,37 +54,35 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// before the socket is bound, so a bad one fails at once.
 pub fn run(config: Config) -> Result<()> {
     let sandbox = Sandbox::new(&config)?;
-    let engine = engine::engine(InstanceLimits::from(&config))?;
+    let engines = Arc::new(Engines::new(InstanceLimits::from(&config)));
     let cache_dir = config.cache_dir();
-    let pre = component::load_proxy(&engine, &config.component, cache_dir.as_deref())?;
-    engine::start_epoch_ticker(&engine)?;
+    let linked = component::load_linked(&engines, &config.component, cache_dir.as_deref())?;
+    tracing::info!(
+        "serving {}, a {} component",
+        config.component.display(),
+        linked.world()
+    );
     let metrics = match config.metrics_addr {
         Some(_) => Metrics::on(config.metrics_routes.clone()),
         None => Metrics::off(),
     };
-    let pool = Arc::new(Pool::new(
-        pre,
-        sandbox,
-        Reuse::from(&config),
-        metrics.clone(),
-    ));
-    let guest = Guest::new(pool.clone(), &config, metrics.clone());
+    let guests = Arc::new(Guests::new(linked, sandbox, &config, metrics.clone()));
     let handler = Arc::new(Handler::new(
-        guest,
+        guests.clone(),
         RequestLimits::from(&config),
         metrics.clone(),
     ));
     let reloader = Arc::new(Reloader::new(
-        engine,
+        engines,
         config.component.clone(),
         cache_dir,
-        pool.clone(),
+        guests.clone(),
         metrics.clone(),
     ));
     let settings = server::Settings::from(&config);
 
     async_runtime(config.workers)?.block_on(async {
-        tokio::spawn(sweep_idle_instances(pool));
+        tokio::spawn(sweep_idle_instances(guests.clone()));
         // Before listening, so that a SIGHUP or SIGTERM sent once the server
         // is up never kills the process outright.
         reloader.reload_on_sighup()?;
@@ -111,6 +112,7 @@ pub fn run(config: Config) -> Result<()> {
         if server::serve(listener, service, settings, stop).await {
             tracing::info!("drained; exiting");
         }
+        guests.retire();
         Ok(())
     })
 }
@@ -133,13 +135,13 @@ fn async_runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 /// Frees instances that sat idle past their timeout.
-async fn sweep_idle_instances(pool: Arc<Pool>) {
-    let period = pool
+async fn sweep_idle_instances(guests: Arc<Guests>) {
+    let period = guests
         .idle_timeout()
         .clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut every = tokio::time::interval(period);
     loop {
         every.tick().await;
-        pool.sweep();
+        guests.sweep();
     }
 }

@@ -3,21 +3,21 @@
 //! request path; only if all of that succeeds does it replace the old one.
 
 use crate::component;
+use crate::engine::Engines;
+use crate::guest::Guests;
 use crate::metrics::Metrics;
-use crate::pool::Pool;
 use anyhow::{Context as _, Result};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use wasmtime::Engine;
 
 pub(crate) struct Reloader {
-    engine: Engine,
+    engines: Arc<Engines>,
     path: PathBuf,
     cache_dir: Option<PathBuf>,
-    pool: Arc<Pool>,
+    guests: Arc<Guests>,
     metrics: Metrics,
     // One reload at a time, so that the last one asked for wins.
     busy: tokio::sync::Mutex<()>,
@@ -25,17 +25,17 @@ pub(crate) struct Reloader {
 
 impl Reloader {
     pub(crate) fn new(
-        engine: Engine,
+        engines: Arc<Engines>,
         path: PathBuf,
         cache_dir: Option<PathBuf>,
-        pool: Arc<Pool>,
+        guests: Arc<Guests>,
         metrics: Metrics,
     ) -> Self {
         Self {
-            engine,
+            engines,
             path,
             cache_dir,
-            pool,
+            guests,
             metrics,
             busy: tokio::sync::Mutex::new(()),
         }
@@ -45,21 +45,21 @@ impl Reloader {
     /// load is rejected with an error in the log and the old one keeps serving.
     pub(crate) async fn reload(&self, why: &str) {
         let _one_at_a_time = self.busy.lock().await;
-        let (engine, path, cache) = (
-            self.engine.clone(),
+        let (engines, path, cache) = (
+            self.engines.clone(),
             self.path.clone(),
             self.cache_dir.clone(),
         );
         let loaded = tokio::task::spawn_blocking(move || {
-            component::load_proxy(&engine, &path, cache.as_deref())
+            component::load_linked(&engines, &path, cache.as_deref())
         })
         .await;
         let shown = self.path.display();
         match loaded {
-            Ok(Ok(pre)) => {
-                let generation = self.pool.replace(pre);
+            Ok(Ok(linked)) => {
+                let (generation, world) = self.guests.replace(linked);
                 self.metrics.reloaded("ok");
-                tracing::info!("{why}: reloaded {shown} (generation {generation})");
+                tracing::info!("{why}: reloaded {shown} (generation {generation}, {world})");
             }
             Ok(Err(e)) => {
                 self.metrics.reloaded("rejected");

@@ -44,7 +44,7 @@ fn refuses_a_missing_component_naming_the_path() {
 fn refuses_files_that_are_not_components() {
     let dir = std::env::temp_dir().join(format!("replica-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let cases: [(&str, &[u8], &str); 5] = [
+    let cases: [(&str, &[u8], &str); 6] = [
         ("text.wasm", b"hello, world", "not a WebAssembly component"),
         ("module.wasm", b"\0asm\x01\0\0\0", "core WebAssembly module"),
         (
@@ -55,11 +55,18 @@ fn refuses_files_that_are_not_components() {
         (
             "empty-component.wat",
             b"(component)",
-            "not a wasi:http proxy",
+            "neither a wasi:http/proxy 0.2 component (exporting wasi:http/incoming-handler@0.2.x) \
+             nor a wasi:http/service 0.3 one (exporting wasi:http/handler@0.3.x); it exports nothing",
+        ),
+        (
+            "odd-export.wat",
+            b"(component (instance $i) (export \"acme:db/query@1.0.0\" (instance $i)))",
+            "it exports acme:db/query@1.0.0",
         ),
         (
             "odd-import.wat",
-            b"(component (import \"acme:db/query@1.0.0\" (instance (export \"run\" (func)))))",
+            b"(component (import \"acme:db/query@1.0.0\" (instance $q (export \"run\" (func)))) \
+               (instance $h) (export \"wasi:http/incoming-handler@0.2.12\" (instance $h)))",
             "imports something this host does not provide",
         ),
     ];

@@ -166,6 +166,11 @@ fn main() -> std::process::ExitCode {
             run: another_guest_mounted_over_the_component_is_served_without_a_rebuild,
         },
         Test {
+            name: "a_0_3_component_is_served_from_the_image_or_mounted",
+            needs: DOCKER,
+            run: a_0_3_component_is_served_from_the_image_or_mounted,
+        },
+        Test {
             name: "a_fleet_of_three_replicas_loses_one_and_gets_it_back",
             needs: &[Tool::Docker, Tool::Compose],
             run: a_fleet_of_three_replicas_loses_one_and_gets_it_back,
@@ -264,6 +269,39 @@ fn another_guest_mounted_over_the_component_is_served_without_a_rebuild() {
     // The faulty test guest has no /heartbeat; /ok is its sign of life.
     container.wait_for_200("/ok", Duration::from_secs(30));
     assert_eq!(get(&container.url("/home")).body, "faulty-home");
+}
+
+/// The image's own 0.3 guest, picked with REPLICA_COMPONENT (and precompiled
+/// in its cache), and another 0.3 component mounted over the default path.
+fn a_0_3_component_is_served_from_the_image_or_mounted() {
+    let built_in = Container::run(
+        "p3",
+        &[
+            "-e",
+            "SERVER_ID=p3",
+            "-e",
+            "REPLICA_COMPONENT=/app/replica-p3.wasm",
+        ],
+    );
+    built_in.wait_heartbeat(Duration::from_secs(20));
+    assert_eq!(
+        get(&built_in.url("/home")).json()["message"],
+        "Hello from Server: p3"
+    );
+    assert_loaded_from_cache(&built_in);
+    assert!(
+        built_in.logs().contains("a wasi:http/service 0.3"),
+        "{}",
+        built_in.logs()
+    );
+
+    let mount = format!(
+        "{}:/app/replica.wasm:ro",
+        common::faulty_guest_p3().display()
+    );
+    let mounted = Container::run("p3-mount", &["-e", "SERVER_ID=1", "-v", &mount]);
+    mounted.wait_for_200("/ok", Duration::from_secs(60));
+    assert_eq!(get(&mounted.url("/home")).body, "faulty-p3-home");
 }
 
 fn compose(project: &str, args: &[&str]) -> Output {

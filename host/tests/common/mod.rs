@@ -23,8 +23,9 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the replica guest and the test guests for wasm32-wasip2, once per
-/// test binary, and returns the folder holding the `.wasm` files. The build
+/// Builds the replica guest and the test guests, as wasi:http 0.2 and 0.3
+/// components for wasm32-wasip2, once per test binary, and returns the folder
+/// holding the `.wasm` files. The build
 /// uses its own target folder so it never waits on the outer cargo's lock.
 pub fn guests() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -35,6 +36,7 @@ pub fn guests() -> &'static Path {
             .current_dir(workspace())
             .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
             .args(["-p", "replica-guest", "-p", "faulty-guest"])
+            .args(["-p", "replica-guest-p3", "-p", "faulty-guest-p3"])
             .env("CARGO_TARGET_DIR", &target)
             .status()
             .expect("cargo runs");
@@ -52,6 +54,16 @@ pub fn replica_guest() -> PathBuf {
 
 pub fn faulty_guest() -> PathBuf {
     guests().join("faulty_guest.wasm")
+}
+
+/// The replica guest as a wasi:http/service 0.3 component.
+pub fn replica_guest_p3() -> PathBuf {
+    guests().join("replica_guest_p3.wasm")
+}
+
+/// The misbehaving guest as a wasi:http/service 0.3 component.
+pub fn faulty_guest_p3() -> PathBuf {
+    guests().join("faulty_guest_p3.wasm")
 }
 
 /// A running server process, killed when dropped.

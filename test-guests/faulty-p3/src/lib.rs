@@ -1,0 +1,126 @@
+//! The misbehaving test guest as a `wasi:http/service` (0.3) component: the
+//! 0.2 faulty guest's faults where 0.3 has them, plus what only 0.3 can do
+//! (requests that overlap in one instance). Each path is one kind of failure;
+//! `/ok` answers normally.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use wasip3::http::types::{ErrorCode, Fields, Request, Response};
+use wasip3::{wit_future, wit_stream};
+
+struct Faulty;
+
+wasip3::http::service::export!(Faulty);
+
+/// Requests this instance is serving now, and the most it ever served at once.
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+static MOST_AT_ONCE: AtomicU32 = AtomicU32::new(0);
+
+impl wasip3::exports::http::handler::Guest for Faulty {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let path_with_query = request.get_path_with_query().unwrap_or_default();
+        let (path, query) = path_with_query
+            .split_once('?')
+            .unwrap_or((&path_with_query, ""));
+        match path {
+            "/ok" => respond(200, b"ok"),
+            "/print" => {
+                println!("hello from the guest");
+                eprintln!("and a warning");
+                respond(200, b"printed")
+            }
+            // Tells this guest from the others in the hot-swap tests.
+            "/home" => respond(200, b"faulty-p3-home"),
+            "/count" => {
+                // How many requests this instance has served: shows reuse.
+                static SERVED: AtomicU32 = AtomicU32::new(0);
+                let n = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+                respond(200, n.to_string().as_bytes())
+            }
+            "/most-at-once" => {
+                let most = MOST_AT_ONCE.load(Ordering::Relaxed);
+                respond(200, most.to_string().as_bytes())
+            }
+            "/env" => {
+                let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                respond(200, vars.join("\n").as_bytes())
+            }
+            "/slow" => {
+                // Logged, so that a test can wait until the request is in the guest.
+                println!("slow request started");
+                let now = IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1;
+                MOST_AT_ONCE.fetch_max(now, Ordering::Relaxed);
+                sleep_ms(query_ms(query)).await;
+                IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+                respond(200, b"slow done")
+            }
+            "/trap" => panic!("trapping on purpose"),
+            "/oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                }
+            }
+            "/loop" => {
+                println!("looping");
+                #[allow(clippy::empty_loop)]
+                loop {}
+            }
+            // Does not answer for an hour, without using the CPU.
+            "/hang" => {
+                println!("hanging");
+                sleep_ms(3_600_000).await;
+                respond(200, b"woke up")
+            }
+            // Answers with an error code instead of a response.
+            "/no-response" => Err(ErrorCode::InternalError(Some(
+                "no response, on purpose".into(),
+            ))),
+            // The 200 head goes out, then the guest traps while writing the body.
+            "/trap-mid-body" => {
+                let (mut writer, reader) = wit_stream::new();
+                wasip3::spawn(async move {
+                    writer.write_all(b"partial".to_vec()).await;
+                    sleep_ms(50).await;
+                    panic!("trapping after the response head was sent");
+                });
+                with_body(200, Some(reader))
+            }
+            _ => respond(404, b"no such fault"),
+        }
+    }
+}
+
+/// `ms=N` from a query, or one second.
+fn query_ms(query: &str) -> u64 {
+    query
+        .strip_prefix("ms=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+async fn sleep_ms(ms: u64) {
+    wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;
+}
+
+fn respond(status: u16, bytes: &[u8]) -> Result<Response, ErrorCode> {
+    let (mut writer, reader) = wit_stream::new();
+    let bytes = bytes.to_vec();
+    wasip3::spawn(async move {
+        writer.write_all(bytes).await;
+    });
+    with_body(status, Some(reader))
+}
+
+fn with_body(
+    status: u16,
+    contents: Option<wasip3::wit_bindgen::rt::async_support::StreamReader<u8>>,
+) -> Result<Response, ErrorCode> {
+    let (_no_trailers, trailers) = wit_future::new(|| Ok(None));
+    let (response, _sent) = Response::new(Fields::new(), contents, trailers);
+    response
+        .set_status_code(status)
+        .map_err(|()| ErrorCode::InternalError(Some("bad status".into())))?;
+    Ok(response)
+}
