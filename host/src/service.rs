@@ -27,6 +27,7 @@ use hyper::Request;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -46,8 +47,29 @@ pub(crate) struct ServiceGuest {
     handler: ProxyHandler<Instances>,
     timeout: Duration,
     metrics: Metrics,
-    /// Cancelled when this component is replaced: its idle instances go.
-    retired: CancellationToken,
+    retired: Retired,
+}
+
+/// Set when a component is replaced (or the host exits): its instances take
+/// no more requests, and idle ones go at once.
+#[derive(Clone, Default)]
+struct Retired {
+    /// Read on every turn of every worker: an atomic, where the token's own
+    /// check takes a lock.
+    flag: Arc<AtomicBool>,
+    /// Wakes the idle workers.
+    token: CancellationToken,
+}
+
+impl Retired {
+    fn retire(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    fn is_retired(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
 }
 
 impl ServiceGuest {
@@ -58,7 +80,7 @@ impl ServiceGuest {
         timeout: Duration,
         metrics: Metrics,
     ) -> Self {
-        let retired = CancellationToken::new();
+        let retired = Retired::default();
         let instances = Instances {
             pre,
             sandbox,
@@ -80,15 +102,16 @@ impl ServiceGuest {
     pub(crate) async fn respond(&self, req: Request<WasiBody>, slot: Slot) -> Answer {
         let started = Instant::now();
         // The worker that takes the request sends its instance's health.
+        // No timer here: the worker's expiry (`on_request_start`, and `Expiry`
+        // for a guest that holds its instance in a loop) ends a request that
+        // runs past the timeout.
         let (health_sender, mut health) = oneshot::channel();
-        let handled = tokio::time::timeout(self.timeout, self.handler.handle(health_sender, req));
-        match handled.await {
-            Ok(Ok(response)) => {
+        match self.handler.handle(health_sender, req).await {
+            Ok(response) => {
                 let health = health.try_recv().unwrap_or_default();
                 Ok(response.map(|b| body::checked(b, Verdict::Instance(health), Some(slot))))
             }
-            Ok(Err(e)) => Err(self.failure(e, started, health.try_recv().ok())),
-            Err(_elapsed) => self.timed_out(),
+            Err(e) => Err(self.failure(e, started, health.try_recv().ok())),
         }
     }
 
@@ -144,7 +167,7 @@ impl ServiceGuest {
     /// Takes no more requests: idle instances go at once, busy ones once
     /// their requests are done.
     pub(crate) fn retire(&self) {
-        self.retired.cancel();
+        self.retired.retire();
     }
 }
 
@@ -162,7 +185,7 @@ struct Instances {
     reuse: Reuse,
     timeout: Duration,
     metrics: Metrics,
-    retired: CancellationToken,
+    retired: Retired,
 }
 
 impl HandlerState for Instances {
@@ -183,7 +206,7 @@ impl HandlerState for Instances {
                 idle_timeout: self.reuse.idle_timeout,
                 timeout: self.timeout,
                 sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
-                retired: Box::pin(self.retired.clone().cancelled_owned()),
+                retired: Box::pin(self.retired.token.clone().cancelled_owned()),
             },
             state: Worker {
                 reuse: self.reuse,
@@ -205,7 +228,7 @@ struct Worker {
     reuse: Reuse,
     timeout: Duration,
     metrics: Metrics,
-    retired: CancellationToken,
+    retired: Retired,
     health: Arc<Health>,
 }
 
@@ -216,7 +239,7 @@ impl WorkerState for Worker {
 
     fn should_accept_request(&self, at_once: usize, served: usize) -> ShouldAccept {
         if self.health.failed()
-            || self.retired.is_cancelled()
+            || self.retired.is_retired()
             || served >= self.reuse.max_requests as usize
         {
             ShouldAccept::Never
@@ -245,7 +268,7 @@ impl WorkerState for Worker {
             if e.is::<wasmtime::Trap>() {
                 self.metrics.trapped();
             }
-            if self.retired.is_cancelled() {
+            if self.retired.is_retired() {
                 // Its component was replaced, or the host is exiting and
                 // ending the workers still running.
                 tracing::debug!("a retired 0.3 instance ended: {e:#}");
@@ -286,9 +309,19 @@ impl WorkerExpiration for Expiry {
             return Poll::Pending;
         };
         let deadline = tokio::time::Instant::from_std(deadline);
-        if self.sleep.deadline() != deadline {
+        // The deadline moves later with every request; the timer is moved
+        // only when it would fire too late (a shorter limit), and otherwise
+        // re-armed when it fires early: this is polled on every turn of the
+        // worker, and moving a timer each time cost throughput.
+        if deadline < self.sleep.deadline() {
             self.sleep.as_mut().reset(deadline);
         }
-        self.sleep.as_mut().poll(cx)
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
     }
 }
