@@ -3,13 +3,18 @@
 
 Run by `make bench`, which builds everything in release first. Every server runs
 on this machine, on loopback, one after another, under the same `wrk` settings.
-For each: requests/s and p50/p99 latency on /home and /heartbeat at several
-connection counts (median of several runs), peak RSS, and cold start (exec to
-the first 200 on /heartbeat, median of 10). Prints a table, writes it to
+For each: requests/s and p50/p99 latency on /home at 1, 32, 256 and 1024
+connections and on /heartbeat at 32 (median of several runs), peak RSS, and cold
+start (exec to the first 200 on /heartbeat, median of 10). Then how the cost
+grows: a pinned single-core row (the server on CPU 0 with one worker, wrk on
+CPU 1), the key cell (/home, 32 connections) in several alternating runs for
+its median, spread and p99, and throughput and memory with 10,000 idle
+keep-alive connections held open. Prints the tables, writes them to
 bench/results.md, and draws bench/results.png.
 
 Settings (environment): BENCH_DURATION seconds per run (3), BENCH_RUNS runs per
-cell (3), BENCH_CONNECTIONS (1,32,256), BENCH_COLD_STARTS (10).
+cell (3), BENCH_CONNECTIONS (1,32,256,1024), BENCH_COLD_STARTS (10),
+BENCH_KEY_RUNS (5), BENCH_IDLE (10000).
 """
 
 from __future__ import annotations
@@ -38,11 +43,16 @@ VENV = ROOT / ".venv"
 
 DURATION = int(os.environ.get("BENCH_DURATION", "3"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "1,32,256").split(",")]
+CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "1,32,256,1024").split(",")]
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "10"))
+KEY_RUNS = int(os.environ.get("BENCH_KEY_RUNS", "5"))
+IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
 PATHS = ["/home", "/heartbeat"]
 # The comparison the targets are stated in.
 KEY_PATH, KEY_CONNECTIONS = "/home", 32
+# Every cell measured for every server: /home at each connection count,
+# /heartbeat (what load balancers poll) at the key count.
+CELLS = [("/home", c) for c in CONNECTIONS] + [("/heartbeat", KEY_CONNECTIONS)]
 
 
 def wasmtime_cli() -> Path:
@@ -182,12 +192,14 @@ class Run:
 SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
-def wrk(port: int, path: str, connections: int, duration: int) -> Run:
-    """One wrk run. Requests/s counts only 2xx/3xx answers: wrk's own figure
-    includes non-2xx answers, and socket errors are reported apart."""
+def wrk(port: int, path: str, connections: int, duration: int, cpu: int | None = None) -> Run:
+    """One wrk run (on CPU `cpu` only, if given). Requests/s counts only 2xx/3xx
+    answers: wrk's own figure includes non-2xx answers, and socket errors are
+    reported apart."""
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s",
-         f"http://127.0.0.1:{port}{path}"],
+        pin + ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s",
+               f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True, timeout=duration + 30,
     ).stdout
     done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", out)
@@ -203,6 +215,17 @@ def wrk(port: int, path: str, connections: int, duration: int) -> Run:
 def peak_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def median_of(runs: list[Run]) -> Run:
+    """Medians of the figures, sums of the failures."""
+    return Run(
+        statistics.median(r.rps for r in runs),
+        statistics.median(r.p50 for r in runs),
+        statistics.median(r.p99 for r in runs),
+        sum(r.errors for r in runs),
+        sum(r.non2xx for r in runs),
+    )
 
 
 @dataclass
@@ -221,24 +244,138 @@ def measure(server: Server) -> Result:
         check_answers(server.name, port)
         for path in PATHS:
             wrk(port, path, 32, 1)  # warm-up
-            for conns in CONNECTIONS:
-                runs = [wrk(port, path, conns, DURATION) for _ in range(RUNS)]
-                run = Run(
-                    statistics.median(r.rps for r in runs),
-                    statistics.median(r.p50 for r in runs),
-                    statistics.median(r.p99 for r in runs),
-                    sum(r.errors for r in runs),
-                    sum(r.non2xx for r in runs),
-                )
-                result.rps[(path, conns)] = run
-                print(f"  {path:<10} c={conns:<4} {run.rps:>10,.0f} req/s  p50 {run.p50:7.3f} ms  "
-                      f"p99 {run.p99:7.3f} ms  errors {run.errors}  non-2xx {run.non2xx}", flush=True)
+        for path, conns in CELLS:
+            run = median_of([wrk(port, path, conns, DURATION) for _ in range(RUNS)])
+            result.rps[(path, conns)] = run
+            print(f"  {path:<10} c={conns:<4} {run.rps:>10,.0f} req/s  p50 {run.p50:7.3f} ms  "
+                  f"p99 {run.p99:7.3f} ms  errors {run.errors}  non-2xx {run.non2xx}", flush=True)
         result.rss_mb = peak_rss_mb(proc.pid)
     finally:
         stop(proc)
     result.cold_ms = cold_start(server)
     print(f"  peak RSS {result.rss_mb:.1f} MB, cold start {result.cold_ms:.1f} ms", flush=True)
     return result
+
+
+def running(server: Server, pin: int | None = None):
+    """Starts `server` (on CPU `pin` only, if given) and waits until it answers."""
+    port = free_port()
+    if pin is not None:
+        server = Server(server.name, lambda p, c=server.command: ["taskset", "-c", str(pin)] + c(p),
+                        server.cwd, server.env, server.compare_with)
+    proc = start(server, port)
+    wait_ready(proc, port)
+    check_answers(server.name, port)
+    wrk(port, KEY_PATH, KEY_CONNECTIONS, 1, cpu=None if pin is None else 1 - pin)  # warm-up
+    return proc, port
+
+
+def by_name(name: str) -> Server:
+    return next(s for s in servers() if s.name == name)
+
+
+# Servers of the pinned row: one thread serving, on CPU 0.
+PINNED = {
+    "replica-host, 1 worker": lambda p: [str(HOST), str(GUEST), "--addr", f"127.0.0.1:{p}", "--workers", "1"],
+    "native hyper, 1 thread": lambda p: [str(NATIVE), f"127.0.0.1:{p}"],  # one CPU: one tokio worker
+    "wasmtime serve (reuse 1000)": lambda p: [str(wasmtime_cli()), "serve", "-Scli", "--env", "SERVER_ID=1",
+                                              "--max-instance-reuse-count", "1000", "--addr", f"127.0.0.1:{p}",
+                                              str(GUEST)],
+}
+
+
+def pinned_row() -> dict[str, Run]:
+    """Per-core efficiency: each server on CPU 0, wrk on CPU 1."""
+    results = {}
+    for name, command in PINNED.items():
+        proc, port = running(Server(name, command), pin=0)
+        try:
+            results[name] = median_of([wrk(port, KEY_PATH, KEY_CONNECTIONS, DURATION, cpu=1) for _ in range(RUNS)])
+        finally:
+            stop(proc)
+        print(f"  pinned {name:<28} {results[name].rps:>10,.0f} req/s  p99 {results[name].p99:.3f} ms", flush=True)
+    return results
+
+
+KEY_SERVERS = ["replica-host (default)", "wasmtime serve (reuse 1000)", "native hyper"]
+
+
+def key_cell() -> dict[str, list[Run]]:
+    """The key cell in KEY_RUNS alternating rounds of 5 s, every server up at once."""
+    up = {name: running(by_name(name)) for name in KEY_SERVERS}
+    results: dict[str, list[Run]] = {name: [] for name in KEY_SERVERS}
+    try:
+        for _ in range(KEY_RUNS):
+            for name, (_, port) in up.items():
+                results[name].append(wrk(port, KEY_PATH, KEY_CONNECTIONS, 5))
+    finally:
+        for proc, _ in up.values():
+            stop(proc)
+    for name, runs in results.items():
+        rps = [r.rps for r in runs]
+        print(f"  key {name:<28} median {statistics.median(rps):>10,.0f} req/s "
+              f"({min(rps):,.0f}-{max(rps):,.0f}), p99 {statistics.median(r.p99 for r in runs):.3f} ms", flush=True)
+    return results
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def hold_idle(port: int, count: int) -> list[socket.socket]:
+    """Up to `count` keep-alive connections that each served one /heartbeat and
+    then sit idle, as a load balancer's pool holds them; stops at the first
+    that is not answered within 5 s (wasmtime serve 49 stops answering new
+    connections at 1,000)."""
+    held = []
+    request = b"GET /heartbeat HTTP/1.1\r\nHost: bench\r\n\r\n"
+    for _ in range(count):
+        try:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conn.sendall(request)
+            reply = conn.recv(4096)
+        except OSError:
+            break
+        if not reply.startswith(b"HTTP/1.1 200"):
+            break
+        held.append(conn)
+    return held
+
+
+IDLE_SERVERS = ["replica-host (default)", "wasmtime serve (default)", "native hyper"]
+
+
+@dataclass
+class IdleResult:
+    held: int
+    rss_before_mb: float
+    rss_idle_mb: float
+    run: Run
+
+
+def idle_connections() -> dict[str, IdleResult]:
+    """Throughput and memory with IDLE keep-alive connections held open."""
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    results = {}
+    for name in IDLE_SERVERS:
+        proc, port = running(by_name(name))
+        try:
+            before = rss_mb(proc.pid)
+            held = hold_idle(port, IDLE)
+            idle = rss_mb(proc.pid)
+            run = wrk(port, KEY_PATH, KEY_CONNECTIONS, DURATION)
+            for conn in held:
+                conn.close()
+        finally:
+            stop(proc)
+        results[name] = IdleResult(len(held), before, idle, run)
+        print(f"  idle: {name:<28} held {len(held):,} of {IDLE:,}; RSS {before:.1f} -> {idle:.1f} MB "
+              f"({(idle - before) * 1024 * 1024 / max(len(held), 1):,.0f} B/connection), "
+              f"{run.rps:>10,.0f} req/s (errors {run.errors})", flush=True)
+    return results
 
 
 def machine() -> str:
@@ -250,7 +387,15 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}"
 
 
-def report(all_results: dict[str, Result], started: datetime.datetime) -> str:
+@dataclass
+class Growth:
+    """How the cost grows: the pinned row, the key cell's runs, idle connections."""
+    pinned: dict
+    key: dict
+    idle: dict
+
+
+def report(all_results: dict[str, Result], growth: Growth, started: datetime.datetime) -> str:
     native = all_results["native hyper"]
     lines = [
         "# Benchmark results",
@@ -286,11 +431,53 @@ def report(all_results: dict[str, Result], started: datetime.datetime) -> str:
     ]
     for name, result in all_results.items():
         lines.append(f"| {name} | {result.rss_mb:.1f} | {result.cold_ms:.1f} |")
-    lines += ["", "## Targets", ""] + targets(all_results) + [""]
+    native_pinned = growth.pinned["native hyper, 1 thread"].rps
+    lines += [
+        "",
+        "## Pinned single core",
+        "",
+        f"The server on CPU 0 with one thread serving, wrk on CPU 1 (`taskset`); {KEY_PATH}, "
+        f"{KEY_CONNECTIONS} connections, median of {RUNS} runs.",
+        "",
+        "| server | req/s | p99 ms | vs native |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, run in growth.pinned.items():
+        lines.append(f"| {name} | {run.rps:,.0f} | {run.p99:.3f} | {run.rps / native_pinned:.2f}x |")
+    lines += [
+        "",
+        "## The key cell",
+        "",
+        f"{KEY_PATH}, {KEY_CONNECTIONS} connections: {KEY_RUNS} alternating rounds of 5 s, every server up at once.",
+        "",
+        "| server | median req/s | min-max req/s | median p99 ms | runs (req/s) |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, runs in growth.key.items():
+        rps = [r.rps for r in runs]
+        lines.append(f"| {name} | {statistics.median(rps):,.0f} | {min(rps):,.0f}-{max(rps):,.0f} "
+                     f"| {statistics.median(r.p99 for r in runs):.3f} | {', '.join(f'{v:,.0f}' for v in rps)} |")
+    lines += [
+        "",
+        f"## {IDLE:,} idle keep-alive connections",
+        "",
+        f"Each connection served one /heartbeat and stays open; then {KEY_PATH} at {KEY_CONNECTIONS} connections.",
+        "",
+        "A server that stops answering new connections holds fewer (the first unanswered within 5 s ends the count).",
+        "",
+        "| server | connections held | RSS before (MB) | RSS with them (MB) | bytes per idle connection "
+        "| req/s meanwhile | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, idle in growth.idle.items():
+        per = (idle.rss_idle_mb - idle.rss_before_mb) * 1024 * 1024 / max(idle.held, 1)
+        lines.append(f"| {name} | {idle.held:,} | {idle.rss_before_mb:.1f} | {idle.rss_idle_mb:.1f} | {per:,.0f} "
+                     f"| {idle.run.rps:,.0f} | {idle.run.errors} |")
+    lines += ["", "## Targets", ""] + targets(all_results, growth) + [""]
     return "\n".join(lines)
 
 
-def targets(r: dict[str, Result]) -> list[str]:
+def targets(r: dict[str, Result], growth: Growth) -> list[str]:
     key = (KEY_PATH, KEY_CONNECTIONS)
 
     def rps(name):
@@ -314,6 +501,10 @@ def targets(r: dict[str, Result]) -> list[str]:
         ("cold start median < 30 ms", r[ours].cold_ms, -30.0, " ms"),
         ("peak RSS ≤ wasmtime serve's (ratio ≤ 1)",
          max(r[ours].rss_mb, r[strict].rss_mb) / min(r[serve].rss_mb, r[reuse].rss_mb), -1.0, "x"),
+        ("pinned single core ≥ 0.7x native hyper",
+         growth.pinned["replica-host, 1 worker"].rps / growth.pinned["native hyper, 1 thread"].rps, 0.7, "x"),
+        (f"RSS with {IDLE:,} idle connections ≤ wasmtime serve's, with as many as it holds (ratio ≤ 1)",
+         growth.idle[ours].rss_idle_mb / growth.idle[serve].rss_idle_mb, -1.0, "x"),
     ]
     lines = ["| target | measured | met |", "| --- | ---: | :---: |"]
     for label, value, bound, unit in checks:
@@ -346,7 +537,7 @@ def chart(all_results: dict[str, Result], path: Path) -> None:
 
 
 def main() -> None:
-    for tool, hint in [("wrk", "apt-get install wrk")]:
+    for tool, hint in [("wrk", "apt-get install wrk"), ("taskset", "apt-get install util-linux")]:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: {hint}")
     for built in (HOST, GUEST, GUEST_P3, NATIVE):
@@ -357,7 +548,9 @@ def main() -> None:
     for server in servers():
         print(f"{server.name}", flush=True)
         results[server.name] = measure(server)
-    text = report(results, started)
+    print("how the cost grows", flush=True)
+    growth = Growth(pinned=pinned_row(), key=key_cell(), idle=idle_connections())
+    text = report(results, growth, started)
     out = ROOT / "bench/results.md"
     out.write_text(text)
     chart(results, ROOT / "bench/results.png")

@@ -40,6 +40,9 @@ pub enum Command {
     Check {
         /// The component (.wasm) to check.
         component: PathBuf,
+        /// Also load a precompiled component (.cwasm): native code, trusted.
+        #[arg(long)]
+        allow_precompiled: bool,
     },
     /// Precompile a component for this host, so that serving it skips the compile:
     /// into a .cwasm file to serve as the COMPONENT (-o), or into the compile cache
@@ -122,6 +125,13 @@ pub struct Config {
     #[arg(long, env = "REPLICA_NO_CACHE", value_parser = BoolishValueParser::new())]
     pub no_cache: bool,
 
+    /// Serve a precompiled component (.cwasm) given as COMPONENT, at start and on
+    /// reloads. Off by default: it is native code run outside the sandbox, as
+    /// trusted as whoever can write the file. The host's own compile cache is
+    /// not affected.
+    #[arg(long, env = "REPLICA_ALLOW_PRECOMPILED", value_parser = BoolishValueParser::new())]
+    pub allow_precompiled: bool,
+
     /// The address to listen on.
     #[arg(long, env = "REPLICA_ADDR", default_value = "0.0.0.0:5000")]
     pub addr: SocketAddr,
@@ -156,10 +166,10 @@ pub struct Config {
     #[arg(long, env = "REPLICA_MAX_MEMORY_MIB", default_value_t = DEFAULT_MAX_MEMORY_MIB, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_memory_mib: u32,
 
-    /// Threads that serve requests; 0 means one per CPU. With 1, everything
-    /// runs on one thread with no cross-thread wake-ups.
-    #[arg(long, env = "REPLICA_WORKERS", default_value_t = 0)]
-    pub workers: usize,
+    /// Worker threads, each with its own listening socket, async runtime and
+    /// guest instances; 0 means one per CPU.
+    #[arg(long, env = "REPLICA_WORKERS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub workers: u32,
 
     /// How long a client may take to send a request's headers; a connection
     /// idle this long between requests is closed too.
@@ -208,6 +218,14 @@ impl Config {
             1
         } else {
             self.max_instance_reuse
+        }
+    }
+
+    /// Worker threads: `--workers`, or one per CPU.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
         }
     }
 
@@ -312,7 +330,7 @@ mod tests {
     fn subcommands_and_serving_flags_are_told_apart() {
         let cli = Cli::try_parse_from(["replica-host", "check", "x.wasm"]).expect("valid");
         assert!(
-            matches!(cli.command, Some(Command::Check { component }) if component == Path::new("x.wasm"))
+            matches!(cli.command, Some(Command::Check { component, allow_precompiled: false }) if component == Path::new("x.wasm"))
         );
         let cli = Cli::try_parse_from(["replica-host", "compile", "x.wasm", "-o", "x.cwasm"])
             .expect("valid");

@@ -17,10 +17,15 @@ use wasmtime::component::types::ComponentItem;
 
 /// Prints what `component` imports and exports, which wasi:http world it
 /// serves, and whether this host can serve it; exits 0 only if it can.
-pub fn check(component: &Path) -> Result<ExitCode> {
+pub fn check(component: &Path, allow_precompiled: bool) -> Result<ExitCode> {
     let engines = Engines::new(InstanceLimits::default());
     let mut report = format!("{}\n", component.display());
-    let verdict = component::load(&engines, component, None).and_then(|(loaded, world)| {
+    let source = component::Source {
+        path: component.to_path_buf(),
+        cache_dir: None,
+        allow_precompiled,
+    };
+    let verdict = component::load(&engines, &source).and_then(|(loaded, world)| {
         let engine = loaded.engine();
         let ty = loaded.component_type();
         report += "  imports:\n";

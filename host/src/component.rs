@@ -8,7 +8,8 @@ use crate::cache;
 use crate::engine::{Engines, World};
 use crate::sandbox::Host;
 use anyhow::{Context as _, Result, anyhow, bail};
-use std::path::Path;
+use replica_config::Config;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Precompiled};
@@ -20,6 +21,7 @@ const PROXY_EXPORT: &str = "wasi:http/incoming-handler@0.2.";
 const SERVICE_EXPORT: &str = "wasi:http/handler@0.3.";
 
 /// A component linked and ready to instantiate, by world.
+#[derive(Clone)]
 pub(crate) enum Linked {
     Proxy(ProxyPre<Host>),
     Service(ServicePre<Host>),
@@ -34,15 +36,30 @@ impl Linked {
     }
 }
 
-/// Loads the component at `path` and links it: what serving (and each
-/// reload) starts from.
-pub(crate) fn load_linked(
-    engines: &Engines,
-    path: &Path,
-    cache_dir: Option<&Path>,
-) -> Result<Linked> {
-    let (component, world) = load(engines, path, cache_dir)?;
-    link(&component, world, path)
+/// Where a component comes from, and what its file may be.
+#[derive(Clone, Debug)]
+pub(crate) struct Source {
+    pub(crate) path: PathBuf,
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Whether a precompiled `.cwasm` file may be served (`--allow-precompiled`).
+    pub(crate) allow_precompiled: bool,
+}
+
+impl From<&Config> for Source {
+    fn from(config: &Config) -> Self {
+        Self {
+            path: config.component.clone(),
+            cache_dir: config.cache_dir(),
+            allow_precompiled: config.allow_precompiled,
+        }
+    }
+}
+
+/// Loads the component and links it: what serving (and each reload) starts
+/// from.
+pub(crate) fn load_linked(engines: &Engines, source: &Source) -> Result<Linked> {
+    let (component, world) = load(engines, source)?;
+    link(&component, world, &source.path)
 }
 
 /// Reads a component file, saying what to do when it cannot be read.
@@ -56,16 +73,18 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Loads a component and tells its world: deserialized if precompiled, else
-/// compiled (or taken from the cache) on its world's engine.
-pub(crate) fn load(
-    engines: &Engines,
-    path: &Path,
-    cache_dir: Option<&Path>,
-) -> Result<(Component, World)> {
-    let shown = path.display();
-    let bytes = read(path)?;
+/// Loads a component and tells its world: deserialized if precompiled (and
+/// allowed), else compiled (or taken from the cache) on its world's engine.
+pub(crate) fn load(engines: &Engines, source: &Source) -> Result<(Component, World)> {
+    let shown = source.path.display();
+    let bytes = read(&source.path)?;
     match Engine::detect_precompiled(&bytes) {
+        Some(Precompiled::Component) if !source.allow_precompiled => bail!(
+            "{shown} is a precompiled component (.cwasm): native code that runs outside the \
+             sandbox, as trusted as whoever can write that file. Serve the .wasm instead \
+             (the host compiles and caches it itself), or pass --allow-precompiled \
+             (REPLICA_ALLOW_PRECOMPILED=1) if you trust the file"
+        ),
         Some(Precompiled::Component) => deserialize(engines, &bytes).with_context(|| {
             format!(
                 "{shown} was precompiled for another wasmtime or other settings: \
@@ -77,7 +96,7 @@ pub(crate) fn load(
         }
         None => {
             let world = world_of(&bytes).with_context(|| format!("{shown} cannot be served"))?;
-            let component = compile(engines.get(world)?, &bytes, cache_dir)
+            let component = compile(engines.get(world)?, &bytes, source.cache_dir.as_deref())
                 .map_err(|e| e.context(format!("{shown} is not a valid component")))?;
             Ok((component, world))
         }

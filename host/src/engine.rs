@@ -42,9 +42,15 @@ impl InstanceLimits {
 }
 
 impl From<&Config> for InstanceLimits {
-    /// One instance per request that may be served at once.
+    /// Room for an instance per request served at once, and for the idle
+    /// instances each worker keeps (at most its share of those, pool.rs).
     fn from(config: &Config) -> Self {
-        Self::new(config.max_concurrency, config.max_memory_mib)
+        let workers = u32::try_from(config.worker_count()).unwrap_or(u32::MAX);
+        let instances = config
+            .max_concurrency
+            .saturating_mul(2)
+            .saturating_add(workers);
+        Self::new(instances, config.max_memory_mib)
     }
 }
 

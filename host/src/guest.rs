@@ -1,8 +1,12 @@
 //! The component being served, whichever wasi:http world it is written for,
-//! and its replacement. Every request goes to the current generation: a 0.2
-//! component's pool of instances (`proxy.rs`) or a 0.3 component's workers
-//! (`service.rs`). A hot swap makes a new generation current; requests already
-//! running finish on the old one, which goes with the last of them.
+//! and its replacement. [`Guests`], shared by every worker, holds the current
+//! generation: the component, linked. Each worker serves it from instances of
+//! its own ([`LocalGuests`]): a 0.2 component's pool (`proxy.rs`) or a 0.3
+//! component's instance workers (`service.rs`), nothing shared with another
+//! worker on the request path. A hot swap makes a new generation current;
+//! each worker takes it up on its next request (or its next sweep), and its
+//! requests already running finish on the old one, which goes with the last
+//! of them.
 
 use crate::answer::{Answer, RequestBody};
 use crate::component::Linked;
@@ -18,22 +22,20 @@ use http_body_util::BodyExt as _;
 use hyper::Request;
 use replica_config::Config;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// One loaded component; the number grows with every replacement.
 struct Generation {
     number: u64,
-    served: Served,
+    linked: Linked,
 }
 
-enum Served {
-    Proxy(Arc<ProxyGuest>),
-    Service(ServiceGuest),
-}
-
-/// The guest, as requests reach it.
+/// The component being served, shared by every worker.
 pub(crate) struct Guests {
     current: ArcSwap<Generation>,
+    /// `current`'s number, read on every request.
+    number: AtomicU64,
     settings: Settings,
 }
 
@@ -47,23 +49,68 @@ struct Settings {
 
 impl Guests {
     pub(crate) fn new(linked: Linked, sandbox: Sandbox, config: &Config, metrics: Metrics) -> Self {
-        let settings = Settings {
-            sandbox: Arc::new(sandbox),
-            reuse: Reuse::from(config),
-            timeout: config.request_timeout,
-            metrics,
-        };
-        let served = settings.serve(linked);
         Self {
-            current: ArcSwap::from_pointee(Generation { number: 0, served }),
-            settings,
+            current: ArcSwap::from_pointee(Generation { number: 0, linked }),
+            number: AtomicU64::new(0),
+            settings: Settings {
+                sandbox: Arc::new(sandbox),
+                reuse: Reuse::from(config),
+                timeout: config.request_timeout,
+                metrics,
+            },
         }
+    }
+
+    /// Serves `linked` from now on; returns its generation number and world.
+    pub(crate) fn replace(&self, linked: Linked) -> (u64, World) {
+        let world = linked.world();
+        let number = self.current.load().number + 1;
+        self.current.store(Arc::new(Generation { number, linked }));
+        self.number.store(number, Ordering::Release);
+        (number, world)
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.settings.reuse.idle_timeout
+    }
+
+    /// Instances of the current component, for one worker.
+    fn serve_current(&self) -> Local {
+        let generation = self.current.load_full();
+        Local {
+            number: generation.number,
+            served: self.settings.serve(generation.linked.clone()),
+        }
+    }
+}
+
+/// One worker's instances of the current component.
+pub(crate) struct LocalGuests {
+    shared: Arc<Guests>,
+    /// Only this worker's thread uses it: never contended.
+    local: ArcSwap<Local>,
+}
+
+struct Local {
+    number: u64,
+    served: Served,
+}
+
+enum Served {
+    Proxy(Arc<ProxyGuest>),
+    Service(ServiceGuest),
+}
+
+impl LocalGuests {
+    pub(crate) fn new(shared: Arc<Guests>) -> Self {
+        let local = ArcSwap::from_pointee(shared.serve_current());
+        Self { shared, local }
     }
 
     /// Runs `req` in the current component while `slot` is held.
     pub(crate) async fn respond(&self, req: Request<impl RequestBody>, slot: Slot) -> Answer {
-        let generation = self.current.load_full();
-        match &generation.served {
+        let local = self.current();
+        match &local.served {
             Served::Proxy(proxy) => proxy.clone().respond(req, slot).await,
             Served::Service(service) => {
                 service
@@ -73,19 +120,22 @@ impl Guests {
         }
     }
 
-    /// Serves `linked` from now on; returns its generation number and world.
-    pub(crate) fn replace(&self, linked: Linked) -> (u64, World) {
-        let world = linked.world();
-        let number = self.current.load().number + 1;
-        let served = self.settings.serve(linked);
-        self.current.store(Arc::new(Generation { number, served }));
-        (number, world)
+    /// This worker's instances of the current generation, made anew if it
+    /// changed since the last request.
+    fn current(&self) -> Arc<Local> {
+        let local = self.local.load_full();
+        if local.number == self.shared.number.load(Ordering::Acquire) {
+            return local;
+        }
+        let fresh = Arc::new(self.shared.serve_current());
+        self.local.store(fresh.clone());
+        fresh
     }
 
-    /// Frees the current component's instances that sat idle past their
-    /// timeout (0.3 workers see to their own).
+    /// Frees instances that sat idle past their timeout (0.3 workers see to
+    /// their own), and those of a replaced component.
     pub(crate) fn sweep(&self) {
-        if let Served::Proxy(proxy) = &self.current.load().served {
+        if let Served::Proxy(proxy) = &self.current().served {
             proxy.sweep();
         }
     }
@@ -93,13 +143,9 @@ impl Guests {
     /// The host is exiting: the current component's instances take no more
     /// requests.
     pub(crate) fn retire(&self) {
-        if let Served::Service(service) = &self.current.load().served {
+        if let Served::Service(service) = &self.local.load().served {
             service.retire();
         }
-    }
-
-    pub(crate) fn idle_timeout(&self) -> Duration {
-        self.settings.reuse.idle_timeout
     }
 }
 

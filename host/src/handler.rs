@@ -3,7 +3,7 @@
 //! the access log and the metrics.
 
 use crate::answer::Failure;
-use crate::guest::Guests;
+use crate::guest::LocalGuests;
 use crate::metrics::Metrics;
 use crate::slot::Slots;
 use crate::span::{self, InRequest, RequestSpan};
@@ -23,7 +23,6 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// What one request may ask of the host.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RequestLimits {
-    pub(crate) max_concurrency: u32,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_body_bytes: u64,
 }
@@ -31,31 +30,63 @@ pub(crate) struct RequestLimits {
 impl From<&Config> for RequestLimits {
     fn from(config: &Config) -> Self {
         Self {
-            max_concurrency: config.max_concurrency,
             max_header_bytes: config.max_header_bytes as usize,
             max_body_bytes: config.max_body_bytes,
         }
     }
 }
 
-/// Everything a request needs, built once before the accept loop.
+/// Everything a worker's requests need, built once before its accept loop.
 pub(crate) struct Handler {
-    guests: Arc<Guests>,
+    guests: LocalGuests,
     limits: RequestLimits,
     metrics: Metrics,
-    slots: Slots,
-    next_id: AtomicU64,
+    /// Shared by every worker: `--max-concurrency` bounds the whole process.
+    slots: Arc<Slots>,
+    ids: Ids,
+}
+
+/// Request ids, unique in the process: worker `index` of `count` gives out
+/// `index`, `index + count`, ... with a counter of its own.
+pub(crate) struct Ids {
+    index: u64,
+    count: u64,
+    next: AtomicU64,
+}
+
+impl Ids {
+    pub(crate) fn new(index: usize, count: usize) -> Self {
+        Self {
+            index: index as u64,
+            count: count.max(1) as u64,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) * self.count + self.index
+    }
 }
 
 impl Handler {
-    pub(crate) fn new(guests: Arc<Guests>, limits: RequestLimits, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        guests: LocalGuests,
+        slots: Arc<Slots>,
+        ids: Ids,
+        limits: RequestLimits,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             guests,
-            slots: Slots::new(limits.max_concurrency, metrics.clone()),
+            slots,
+            ids,
             limits,
             metrics,
-            next_id: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn guests(&self) -> &LocalGuests {
+        &self.guests
     }
 
     /// Serves one request; every failure becomes a JSON error response.
@@ -64,7 +95,7 @@ impl Handler {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<HyperOutgoingBody>, Infallible> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.ids.next();
         let request = RequestSpan::new(id, req.method().clone(), req.uri().clone());
         let response = InRequest::new(Some(request.clone()), self.handle_in_span(req, &request));
         Ok(response.await)

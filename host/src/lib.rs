@@ -17,6 +17,7 @@ mod engine;
 mod guest;
 mod guest_output;
 mod handler;
+mod listeners;
 mod logging;
 mod metrics;
 mod outbound;
@@ -29,6 +30,7 @@ mod service;
 mod shutdown;
 mod slot;
 mod span;
+mod workers;
 
 pub use logging::init_logging;
 pub use replica_config::Config;
@@ -36,13 +38,14 @@ pub use replica_config::Config;
 use anyhow::{Context as _, Result};
 use engine::{Engines, InstanceLimits};
 use guest::Guests;
-use handler::{Handler, RequestLimits};
+use handler::RequestLimits;
 use hyper::service::service_fn;
 use logging::announce;
 use metrics::Metrics;
 use reload::Reloader;
 use sandbox::Sandbox;
 use shutdown::Stop;
+use slot::Slots;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +58,8 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 pub fn run(config: Config) -> Result<()> {
     let sandbox = Sandbox::new(&config)?;
     let engines = Arc::new(Engines::new(InstanceLimits::from(&config)));
-    let cache_dir = config.cache_dir();
-    let linked = component::load_linked(&engines, &config.component, cache_dir.as_deref())?;
+    let source = component::Source::from(&config);
+    let linked = component::load_linked(&engines, &source)?;
     tracing::info!(
         "serving {}, a {} component",
         config.component.display(),
@@ -67,22 +70,23 @@ pub fn run(config: Config) -> Result<()> {
         None => Metrics::off(),
     };
     let guests = Arc::new(Guests::new(linked, sandbox, &config, metrics.clone()));
-    let handler = Arc::new(Handler::new(
-        guests.clone(),
-        RequestLimits::from(&config),
-        metrics.clone(),
-    ));
     let reloader = Arc::new(Reloader::new(
         engines,
-        config.component.clone(),
-        cache_dir,
+        source,
         guests.clone(),
         metrics.clone(),
     ));
     let settings = server::Settings::from(&config);
+    let workers = config.worker_count();
+    raise_open_file_limit();
 
-    async_runtime(config.workers)?.block_on(async {
-        tokio::spawn(sweep_idle_instances(guests.clone()));
+    // Signals, reloads and the metrics port run here, on the main thread;
+    // requests on the workers' threads.
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    control.block_on(async {
         // Before listening, so that a SIGHUP or SIGTERM sent once the server
         // is up never kills the process outright.
         reloader.reload_on_sighup()?;
@@ -91,57 +95,61 @@ pub fn run(config: Config) -> Result<()> {
         }
         let stop = Stop::on_signals(settings.grace)?;
         if let Some(addr) = config.metrics_addr {
-            let listener = server::bind(addr, "--metrics-addr").await?;
+            let listener = listeners::bind(addr, 1, "--metrics-addr")?
+                .pop()
+                .context("no metrics socket")?;
             let bound = listener
                 .local_addr()
                 .context("cannot read the metrics address")?;
+            let listener =
+                tokio::net::TcpListener::from_std(listener).context("cannot listen for metrics")?;
             announce(&format!("metrics on http://{bound}/metrics"));
+            let scraped = metrics.clone();
             let scrape = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let answer = metrics.scrape(req.uri().path());
+                let answer = scraped.scrape(req.uri().path());
                 async move { Ok::<_, Infallible>(answer) }
             });
             tokio::spawn(server::serve(listener, scrape, settings, stop.clone()));
         }
-        let listener = server::bind(config.addr, "--addr").await?;
-        let bound = listener
+        let sockets = listeners::bind(config.addr, workers, "--addr")?;
+        let bound = sockets
+            .first()
+            .context("no listening socket")?
             .local_addr()
             .context("cannot read the bound address")?;
+        let shared = workers::Shared {
+            slots: Arc::new(Slots::new(config.max_concurrency, metrics.clone())),
+            guests,
+            limits: RequestLimits::from(&config),
+            metrics: metrics.clone(),
+            settings,
+            stop,
+        };
+        let running = workers::start(sockets, &shared)?;
         // One stable line, on stdout, that scripts and tests wait for.
         announce(&format!("listening on http://{bound}"));
-        let service = service_fn(move |req| handler.clone().handle(req));
-        if server::serve(listener, service, settings, stop).await {
+        let mut drained = true;
+        for worker in running {
+            drained &= worker.await.unwrap_or(false);
+        }
+        if drained {
             tracing::info!("drained; exiting");
         }
-        guests.retire();
         Ok(())
     })
 }
 
-/// The async runtime: one thread per CPU by default.
-fn async_runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
-    match workers {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        0 => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    }
-    .context("cannot start the async runtime")
-}
-
-/// Frees instances that sat idle past their timeout.
-async fn sweep_idle_instances(guests: Arc<Guests>) {
-    let period = guests
-        .idle_timeout()
-        .clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let mut every = tokio::time::interval(period);
-    loop {
-        every.tick().await;
-        guests.sweep();
+/// Lifts the soft limit on open files to the hard one: every idle keep-alive
+/// connection a load balancer holds open is a file.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::debug!("cannot raise the open file limit from {soft}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!("cannot read the open file limit: {e}"),
     }
 }

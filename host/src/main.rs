@@ -14,7 +14,10 @@ fn main() -> ExitCode {
         Some(command) => {
             replica_host::init_logging(LogFormat::Text, false);
             match command {
-                Command::Check { component } => replica_host::commands::check(&component),
+                Command::Check {
+                    component,
+                    allow_precompiled,
+                } => replica_host::commands::check(&component, allow_precompiled),
                 Command::Compile {
                     component,
                     output,

@@ -32,6 +32,9 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 pub(crate) struct Reuse {
     /// Requests one instance serves; 1 in strict mode.
     pub(crate) max_requests: u32,
+    /// Idle instances one worker keeps: its share of `--max-concurrency`,
+    /// so that all the workers' together fit in the engine's pool.
+    pub(crate) max_idle: usize,
     /// Requests one instance serves at once (0.3 only; 1 in strict mode).
     pub(crate) max_at_once: u32,
     pub(crate) idle_timeout: Duration,
@@ -41,6 +44,7 @@ impl From<&Config> for Reuse {
     fn from(config: &Config) -> Self {
         Self {
             max_requests: config.instance_reuse(),
+            max_idle: (config.max_concurrency as usize).div_ceil(config.worker_count()),
             max_at_once: config.instance_concurrency(),
             idle_timeout: config.idle_instance_timeout,
         }
@@ -98,11 +102,14 @@ impl Pool {
     }
 
     /// Returns an instance whose request succeeded; it is kept for the next
-    /// request unless it has served its share.
+    /// request unless it has served its share or enough are idle already.
     pub(crate) fn put_back(&self, mut instance: Instance) {
         instance.served += 1;
         if instance.served < self.reuse.max_requests {
-            self.shelf().push(instance, Instant::now());
+            let mut shelf = self.shelf();
+            if shelf.idle.len() < self.reuse.max_idle {
+                shelf.push(instance, Instant::now());
+            }
         }
     }
 

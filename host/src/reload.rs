@@ -2,7 +2,7 @@
 //! with `--watch`. The new component is read, compiled and linked off the
 //! request path; only if all of that succeeds does it replace the old one.
 
-use crate::component;
+use crate::component::{self, Source};
 use crate::engine::Engines;
 use crate::guest::Guests;
 use crate::metrics::Metrics;
@@ -15,8 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 pub(crate) struct Reloader {
     engines: Arc<Engines>,
-    path: PathBuf,
-    cache_dir: Option<PathBuf>,
+    source: Source,
     guests: Arc<Guests>,
     metrics: Metrics,
     // One reload at a time, so that the last one asked for wins.
@@ -26,15 +25,13 @@ pub(crate) struct Reloader {
 impl Reloader {
     pub(crate) fn new(
         engines: Arc<Engines>,
-        path: PathBuf,
-        cache_dir: Option<PathBuf>,
+        source: Source,
         guests: Arc<Guests>,
         metrics: Metrics,
     ) -> Self {
         Self {
             engines,
-            path,
-            cache_dir,
+            source,
             guests,
             metrics,
             busy: tokio::sync::Mutex::new(()),
@@ -45,16 +42,10 @@ impl Reloader {
     /// load is rejected with an error in the log and the old one keeps serving.
     pub(crate) async fn reload(&self, why: &str) {
         let _one_at_a_time = self.busy.lock().await;
-        let (engines, path, cache) = (
-            self.engines.clone(),
-            self.path.clone(),
-            self.cache_dir.clone(),
-        );
-        let loaded = tokio::task::spawn_blocking(move || {
-            component::load_linked(&engines, &path, cache.as_deref())
-        })
-        .await;
-        let shown = self.path.display();
+        let (engines, source) = (self.engines.clone(), self.source.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || component::load_linked(&engines, &source)).await;
+        let shown = self.source.path.display();
         match loaded {
             Ok(Ok(linked)) => {
                 let (generation, world) = self.guests.replace(linked);
@@ -93,12 +84,12 @@ impl Reloader {
                     .ok()
                     .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
             };
-            let mut served = stamp(&this.path);
+            let mut served = stamp(&this.source.path);
             let mut seen = served;
             let mut ticks = tokio::time::interval(every);
             loop {
                 ticks.tick().await;
-                let now = stamp(&this.path);
+                let now = stamp(&this.source.path);
                 if now.is_some() && now == seen && now != served {
                     served = now;
                     this.reload("component file changed").await;

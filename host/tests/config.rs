@@ -152,3 +152,47 @@ fn on_off_settings_take_1_yes_or_true_from_the_environment() {
         &["--strict", "maybe"],
     );
 }
+
+#[test]
+fn a_precompiled_component_is_served_only_when_allowed() {
+    let dir = std::env::temp_dir().join(format!("replica-precompiled-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cwasm = dir.join("guest.cwasm");
+    let guest = replica_guest();
+    let (status, _, stderr) = run_host(
+        &[
+            "compile",
+            guest.to_str().expect("utf-8"),
+            "-o",
+            cwasm.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    let path = cwasm.to_str().expect("utf-8");
+    assert_refused(
+        &[path, "--addr", "127.0.0.1:0"],
+        &[("SERVER_ID", "1")],
+        &[
+            path,
+            "precompiled component",
+            "--allow-precompiled",
+            "outside the sandbox",
+        ],
+    );
+    let (status, stdout, _) = run_host(&["check", path], &[]);
+    assert!(
+        !status.success() && stdout.contains("--allow-precompiled"),
+        "{stdout}"
+    );
+    for allowed in [&["--allow-precompiled"][..], &[]] {
+        let env: &[(&str, &str)] = if allowed.is_empty() {
+            &[("SERVER_ID", "1"), ("REPLICA_ALLOW_PRECOMPILED", "1")]
+        } else {
+            &[("SERVER_ID", "1")]
+        };
+        let server = Server::start(&cwasm, allowed, env);
+        assert_eq!(get(&server.url("/heartbeat")).status, 200);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

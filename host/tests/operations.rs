@@ -261,7 +261,11 @@ fn compile_writes_a_precompiled_component_that_serves() {
         );
         assert!(status.success(), "{stdout}{stderr}");
         assert!(output.is_file());
-        let server = Server::start(&output, &["--no-cache"], &[("SERVER_ID", name)]);
+        let server = Server::start(
+            &output,
+            &["--no-cache", "--allow-precompiled"],
+            &[("SERVER_ID", name)],
+        );
         assert_eq!(
             get(&server.url("/home")).json()["message"],
             format!("Hello from Server: {name}")
@@ -329,6 +333,7 @@ fn help_lists_every_setting_and_subcommand() {
         "--watch",
         "--cache-dir",
         "--no-cache",
+        "--allow-precompiled",
         "--log-format",
         "--access-log",
         "--metrics-addr",

@@ -224,3 +224,42 @@ fn a_request_that_spans_a_swap_finishes_on_the_old_component() {
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 }
+
+#[test]
+fn a_precompiled_replacement_is_refused_unless_allowed() {
+    let dir = std::env::temp_dir().join(format!("replica-reload-cwasm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cwasm = dir.join("faulty.cwasm");
+    let guest = faulty_guest();
+    let (status, _, stderr) = common::run_host(
+        &[
+            "compile",
+            guest.to_str().expect("utf-8"),
+            "-o",
+            cwasm.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+
+    // SIGHUP and --watch alike refuse it, and the old component goes on.
+    let path = scratch("cwasm-refused");
+    let server = Server::start(&path, &["--watch"], &[("SERVER_ID", "1")]);
+    install(&cwasm, &path);
+    assert!(
+        server.logs_eventually("--allow-precompiled"),
+        "{}",
+        server.stderr()
+    );
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log("--allow-precompiled", 2);
+    assert_eq!(common::get(&server.url("/home")).body, REPLICA_HOME);
+
+    // Allowed: it is served.
+    let path = scratch("cwasm-allowed");
+    let server = Server::start(&path, &["--allow-precompiled"], &[("SERVER_ID", "1")]);
+    install(&cwasm, &path);
+    server.signal(Signal::SIGHUP);
+    wait_for_body(&server, FAULTY_HOME);
+    let _ = std::fs::remove_dir_all(&dir);
+}

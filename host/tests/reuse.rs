@@ -1,6 +1,8 @@
 //! Instance reuse: warm instances serve many requests by default, a fresh one
 //! serves each in strict mode, and a failed instance is never reused. Also
-//! the compile cache that spares a restart the compile.
+//! the compile cache that spares a restart the compile. Each worker has
+//! instances of its own: the tests run one worker, so that every request
+//! meets the same ones.
 
 mod common;
 
@@ -11,8 +13,11 @@ fn count(server: &Server) -> u32 {
     get(&server.url("/count")).body.parse().expect("a count")
 }
 
+/// One worker: instances are per worker, and these tests follow one.
 fn faulty(args: &[&str]) -> Server {
-    Server::start(&faulty_guest(), args, &[("SERVER_ID", "1")])
+    let mut all = vec!["--workers", "1"];
+    all.extend_from_slice(args);
+    Server::start(&faulty_guest(), &all, &[("SERVER_ID", "1")])
 }
 
 #[test]
@@ -100,8 +105,13 @@ fn a_restart_loads_the_compiled_component_from_the_cache() {
         second.stderr()
     );
 
-    // A cache entry is a precompiled component: it can be served directly.
-    let precompiled = Server::start(&entries[0], &["--no-cache"], &[("SERVER_ID", "1")]);
+    // A cache entry is a precompiled component: it can be served directly,
+    // when allowed.
+    let precompiled = Server::start(
+        &entries[0],
+        &["--no-cache", "--allow-precompiled"],
+        &[("SERVER_ID", "1")],
+    );
     assert_eq!(get(&precompiled.url("/ok")).body, "ok");
 
     // A damaged entry is ignored with a warning, and the component recompiled.

@@ -9,8 +9,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+/// One worker: instances are per worker, and these tests follow one.
 fn faulty(args: &[&str]) -> Server {
-    Server::start(&faulty_guest_p3(), args, &[("SERVER_ID", "1")])
+    let mut all = vec!["--workers", "1"];
+    all.extend_from_slice(args);
+    Server::start(&faulty_guest_p3(), &all, &[("SERVER_ID", "1")])
 }
 
 fn count(server: &Server) -> u32 {
@@ -99,14 +102,17 @@ fn instances_are_reused_up_to_the_limit_and_strict_mode_gives_each_request_its_o
 fn a_trap_fails_the_requests_on_its_instance_and_the_instance_is_never_reused() {
     let mut server = faulty(&[]);
     assert_eq!((count(&server), count(&server)), (1, 2));
-    // Two requests share the instance with the one that traps.
-    let slow: Vec<_> = (0..2)
-        .map(|_| {
+    // Two requests share the instance with the one that traps: each sent
+    // once the one before waits in the guest, so that the instance takes it.
+    let slow: Vec<_> = (1..=2)
+        .map(|started| {
             let url = server.url("/slow?ms=5000");
-            std::thread::spawn(move || get(&url))
+            let request = std::thread::spawn(move || get(&url));
+            server.wait_for_log("slow request started", started);
+            request
         })
         .collect();
-    server.wait_for_log("slow request started", 2);
+    assert_eq!(get(&server.url("/most-at-once")).body, "2");
     assert_internal_error(&get(&server.url("/trap")));
     for reply in slow {
         assert_internal_error(&reply.join().expect("client"));

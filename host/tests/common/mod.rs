@@ -368,3 +368,16 @@ pub fn wasmtime_cli() -> PathBuf {
     }
     "wasmtime".into()
 }
+
+/// Reads one whole response with a chunked body (as the faulty guest sends)
+/// from a kept-alive connection: it may come in more than one read.
+pub fn read_chunked_response(stream: &mut impl Read) -> Vec<u8> {
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !response.ends_with(b"0\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("a response");
+        assert!(n > 0, "closed mid-response: {response:?}");
+        response.extend_from_slice(&buf[..n]);
+    }
+    response
+}
