@@ -29,7 +29,8 @@ RUN for crate in config host guest guest/routes guest-p3 test-guests/faulty test
  && mkdir -p bench/native/src host/tests \
  && echo 'fn main() {}' > host/src/main.rs \
  # The test targets host/Cargo.toml names must exist for it to parse.
- && touch host/tests/container.rs host/tests/self_description.rs \
+ && touch host/tests/container.rs host/tests/self_description.rs host/tests/fleet.rs \
+          host/tests/deploy.rs \
  && echo 'fn main() {}' > bench/native/src/main.rs \
  && cargo build --release --locked -p replica-host \
  && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest -p replica-guest-p3
@@ -46,6 +47,10 @@ RUN touch config/src/lib.rs host/src/lib.rs host/src/main.rs guest/src/lib.rs \
  # guest's own names, so the host does not need them.
  && strip /out/replica-host \
  && cp target/wasm32-wasip2/guest/replica_guest.wasm /out/app/replica.wasm \
+ # A copy in a folder of its own, for a volume a fleet upgrades by hot swap
+ # (compose.yaml: REPLICA_COMPONENT=/app/guest/replica.wasm).
+ && mkdir -p /out/app/guest \
+ && cp target/wasm32-wasip2/guest/replica_guest.wasm /out/app/guest/replica.wasm \
  # The same routes as a wasi:http 0.3 component, to pick with
  # REPLICA_COMPONENT=/app/replica-p3.wasm.
  && cp target/wasm32-wasip2/guest/replica_guest_p3.wasm /out/app/replica-p3.wasm \

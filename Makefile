@@ -17,7 +17,7 @@ WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cl
 
 SHELL := /bin/bash
 
-.PHONY: run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
+.PHONY: fleet fleet-down fleet-upgrade run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
 
 build: guest host ## guest component + host binary, release
 
@@ -101,6 +101,20 @@ docker-rebuild: docker-stop docker-build docker-run
 
 docker-clean: ## remove unused images
 	docker image prune -f
+
+# The fleet of compose.yaml: HAProxy on 127.0.0.1:5000 in front of three
+# replicas (5001-5003). Compose v2 where installed, else v1.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+fleet: ## start the fleet: HAProxy on 127.0.0.1:5000, replicas 1-3 behind it
+	$(COMPOSE) up -d --build
+
+fleet-down: ## stop and remove the fleet
+	$(COMPOSE) down -v
+
+fleet-upgrade: ## put COMPONENT=... on every replica, one at a time (REPLACE=1: replace the containers)
+	@test -n "$(COMPONENT)" || { echo "usage: make fleet-upgrade COMPONENT=path/to/new.wasm [REPLACE=1]"; exit 2; }
+	COMPOSE="$(COMPOSE)" deploy/rolling-upgrade.sh $(if $(REPLACE),--replace) $(COMPONENT)
 
 lint:
 	$(CARGO) fmt --all --check

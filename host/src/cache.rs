@@ -17,9 +17,17 @@ pub(crate) fn entry(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
     let mut hasher = Sha256Hasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.0.update(bytes);
-    let digest = hasher.0.finalize();
-    let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{name}.cwasm"))
+    dir.join(format!("{}.cwasm", hex(&hasher.0.finalize())))
+}
+
+/// The SHA-256 of a component file, in hex: how logs name what is served, so
+/// that a deploy can tell which component a replica runs.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Loads a cached compilation, if there is a usable one.

@@ -25,7 +25,7 @@ pub fn check(component: &Path, allow_precompiled: bool) -> Result<ExitCode> {
         cache_dir: None,
         allow_precompiled,
     };
-    let verdict = component::load(&engines, &source).and_then(|(loaded, world)| {
+    let verdict = component::load(&engines, &source).and_then(|(loaded, world, digest)| {
         let engine = loaded.engine();
         let ty = loaded.component_type();
         report += "  imports:\n";
@@ -36,7 +36,7 @@ pub fn check(component: &Path, allow_precompiled: bool) -> Result<ExitCode> {
         for (name, item) in ty.exports(engine) {
             report += &format!("    {name} ({})\n", kind(&item.ty));
         }
-        report += &format!("  world: {world}\n");
+        report += &format!("  world: {world}\n  sha256: {digest}\n");
         component::link(&loaded, world, component)
     });
     let (verdict, code) = match verdict {

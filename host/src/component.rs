@@ -56,10 +56,10 @@ impl From<&Config> for Source {
 }
 
 /// Loads the component and links it: what serving (and each reload) starts
-/// from.
-pub(crate) fn load_linked(engines: &Engines, source: &Source) -> Result<Linked> {
-    let (component, world) = load(engines, source)?;
-    link(&component, world, &source.path)
+/// from. Also returns the file's SHA-256, for the log.
+pub(crate) fn load_linked(engines: &Engines, source: &Source) -> Result<(Linked, String)> {
+    let (component, world, digest) = load(engines, source)?;
+    Ok((link(&component, world, &source.path)?, digest))
 }
 
 /// Reads a component file, saying what to do when it cannot be read.
@@ -75,10 +75,11 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Loads a component and tells its world: deserialized if precompiled (and
 /// allowed), else compiled (or taken from the cache) on its world's engine.
-pub(crate) fn load(engines: &Engines, source: &Source) -> Result<(Component, World)> {
+pub(crate) fn load(engines: &Engines, source: &Source) -> Result<(Component, World, String)> {
     let shown = source.path.display();
     let bytes = read(&source.path)?;
-    match Engine::detect_precompiled(&bytes) {
+    let digest = cache::digest(&bytes);
+    let (component, world) = match Engine::detect_precompiled(&bytes) {
         Some(Precompiled::Component) if !source.allow_precompiled => bail!(
             "{shown} is a precompiled component (.cwasm): native code that runs outside the \
              sandbox, as trusted as whoever can write that file. Serve the .wasm instead \
@@ -90,7 +91,7 @@ pub(crate) fn load(engines: &Engines, source: &Source) -> Result<(Component, Wor
                 "{shown} was precompiled for another wasmtime or other settings: \
                  serve the .wasm instead, or precompile it again with this host"
             )
-        }),
+        })?,
         Some(Precompiled::Module) => {
             bail!("{shown} is a precompiled core module, not a component: serve a component")
         }
@@ -98,9 +99,10 @@ pub(crate) fn load(engines: &Engines, source: &Source) -> Result<(Component, Wor
             let world = world_of(&bytes).with_context(|| format!("{shown} cannot be served"))?;
             let component = compile(engines.get(world)?, &bytes, source.cache_dir.as_deref())
                 .map_err(|e| e.context(format!("{shown} is not a valid component")))?;
-            Ok((component, world))
+            (component, world)
         }
-    }
+    };
+    Ok((component, world, digest))
 }
 
 /// The world of a component given as bytes (binary or text), by its exports.

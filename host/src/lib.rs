@@ -59,9 +59,9 @@ pub fn run(config: Config) -> Result<()> {
     let sandbox = Sandbox::new(&config)?;
     let engines = Arc::new(Engines::new(InstanceLimits::from(&config)));
     let source = component::Source::from(&config);
-    let linked = component::load_linked(&engines, &source)?;
+    let (linked, digest) = component::load_linked(&engines, &source)?;
     tracing::info!(
-        "serving {}, a {} component",
+        "serving {} (sha256 {digest}), a {} component",
         config.component.display(),
         linked.world()
     );

@@ -47,10 +47,12 @@ impl Reloader {
             tokio::task::spawn_blocking(move || component::load_linked(&engines, &source)).await;
         let shown = self.source.path.display();
         match loaded {
-            Ok(Ok(linked)) => {
+            Ok(Ok((linked, digest))) => {
                 let (generation, world) = self.guests.replace(linked);
                 self.metrics.reloaded("ok");
-                tracing::info!("{why}: reloaded {shown} (generation {generation}, {world})");
+                tracing::info!(
+                    "{why}: reloaded {shown} (generation {generation}, {world}, sha256 {digest})"
+                );
             }
             Ok(Err(e)) => {
                 self.metrics.reloaded("rejected");

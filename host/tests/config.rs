@@ -142,7 +142,7 @@ fn on_off_settings_take_1_yes_or_true_from_the_environment() {
     }
     let reuse = Server::start(
         &faulty_guest(),
-        &[],
+        &["--workers", "1"],
         &[("SERVER_ID", "1"), ("REPLICA_STRICT", "0")],
     );
     assert_eq!((count(&reuse), count(&reuse)), ("1".into(), "2".into()));

@@ -1,84 +1,17 @@
-//! The container image and a fleet of replicas, on the local Docker engine.
+//! The container image, on the local Docker engine (the fleet is
+//! `fleet.rs`).
 //!
 //! With no registry here, the base images are built locally first
 //! (`tests/docker/build-bases.sh`) and passed to the unchanged Dockerfile as
-//! build arguments. Without a reachable Docker engine (or Compose, for the
-//! fleet) the runner reports these tests as ignored, saying why
-//! (`common::needs`).
+//! build arguments. Without a reachable Docker engine the runner reports
+//! these tests as ignored, saying why (`common::needs`).
 
 mod common;
 
+use common::docker::{IMAGE, docker, docker_ok, image, text};
 use common::needs::{Test, Tool};
-use common::{eventually, faulty_guest, get, workspace};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use common::{eventually, faulty_guest, get};
 use std::time::{Duration, Instant};
-
-const IMAGE: &str = "replica-test/replica:latest";
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Builds the image once per test binary: the bases, then the Dockerfile.
-fn image() -> &'static str {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let bases = Command::new(workspace().join("host/tests/docker/build-bases.sh"))
-            .output()
-            .expect("the base image script runs");
-        assert!(
-            bases.status.success(),
-            "building the base images failed: {}",
-            text(&bases)
-        );
-        let names = String::from_utf8_lossy(&bases.stdout);
-        let mut names = names.split_whitespace();
-        let (rust, runtime) = (
-            names.next().expect("rust image"),
-            names.next().expect("runtime image"),
-        );
-        let started = Instant::now();
-        let build = Command::new("docker")
-            .current_dir(workspace())
-            // Cargo in the builder fetches crates the way this machine does.
-            .args(["build", "--network", "host", "-t", IMAGE])
-            .args(["--build-arg", &format!("RUST_IMAGE={rust}")])
-            .args(["--build-arg", &format!("RUNTIME_IMAGE={runtime}")])
-            .arg(".")
-            .output()
-            .expect("docker build runs");
-        assert!(
-            build.status.success(),
-            "docker build failed: {}",
-            text(&build)
-        );
-        println!("image built in {:?}", started.elapsed());
-    });
-    IMAGE
-}
 
 /// A container, removed when dropped.
 struct Container {
@@ -169,11 +102,6 @@ fn main() -> std::process::ExitCode {
             name: "a_0_3_component_is_served_from_the_image_or_mounted",
             needs: DOCKER,
             run: a_0_3_component_is_served_from_the_image_or_mounted,
-        },
-        Test {
-            name: "a_fleet_of_three_replicas_loses_one_and_gets_it_back",
-            needs: &[Tool::Docker, Tool::Compose],
-            run: a_fleet_of_three_replicas_loses_one_and_gets_it_back,
         },
     ])
 }
@@ -302,71 +230,4 @@ fn a_0_3_component_is_served_from_the_image_or_mounted() {
     let mounted = Container::run("p3-mount", &["-e", "SERVER_ID=1", "-v", &mount]);
     mounted.wait_for_200("/ok", Duration::from_secs(60));
     assert_eq!(get(&mounted.url("/home")).body, "faulty-p3-home");
-}
-
-fn compose(project: &str, args: &[&str]) -> Output {
-    let command = common::needs::compose().expect("Compose is here (checked by the harness)");
-    Command::new(command[0])
-        .args(&command[1..])
-        .current_dir(workspace())
-        .args(["-p", project, "-f", "compose.yaml"])
-        .args(args)
-        .env("REPLICA_IMAGE", IMAGE)
-        .env("REPLICA_PORT_1", "15001")
-        .env("REPLICA_PORT_2", "15002")
-        .env("REPLICA_PORT_3", "15003")
-        .output()
-        .expect("Compose runs")
-}
-
-fn heartbeat_ok(port: u16) -> bool {
-    common::request(
-        &common::client(),
-        "GET",
-        &format!("http://127.0.0.1:{port}/heartbeat"),
-    )
-    .is_ok_and(|r| r.status == 200)
-}
-
-fn wait_until(what: &str, limit: Duration, ok: impl FnMut() -> bool) {
-    assert!(eventually(limit, ok), "timed out waiting for {what}");
-}
-
-fn a_fleet_of_three_replicas_loses_one_and_gets_it_back() {
-    image();
-    let project = format!("replicafleet{}", std::process::id());
-    struct Down<'a>(&'a str);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = compose(self.0, &["down", "-t", "2"]);
-        }
-    }
-    let _down = Down(&project);
-    let up = compose(&project, &["up", "-d", "--no-build"]);
-    assert!(up.status.success(), "{}", text(&up));
-
-    let ports = [15001, 15002, 15003];
-    for (i, port) in ports.iter().enumerate() {
-        wait_until("a replica", Duration::from_secs(30), || heartbeat_ok(*port));
-        let home = get(&format!("http://127.0.0.1:{port}/home"));
-        assert_eq!(
-            home.json()["message"],
-            format!("Hello from Server: {}", i + 1)
-        );
-    }
-
-    let stop = compose(&project, &["stop", "-t", "5", "replica2"]);
-    assert!(stop.status.success(), "{}", text(&stop));
-    assert!(!heartbeat_ok(15002), "replica2 still answers");
-    assert!(heartbeat_ok(15001) && heartbeat_ok(15003));
-
-    let start = compose(&project, &["start", "replica2"]);
-    assert!(start.status.success(), "{}", text(&start));
-    wait_until("replica2 to recover", Duration::from_secs(30), || {
-        heartbeat_ok(15002)
-    });
-    assert_eq!(
-        get("http://127.0.0.1:15002/home").json()["message"],
-        "Hello from Server: 2"
-    );
 }

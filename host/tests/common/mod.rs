@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod docker;
 pub mod needs;
 
 use std::io::{BufRead, BufReader, Read};

@@ -5,13 +5,16 @@
 #     toolchain (which already has wasm32-wasip2) and a C compiler, laid out as
 #     the official rust image is (RUSTUP_HOME, CARGO_HOME, PATH);
 #   - RUNTIME_IMAGE: distroless-style, just glibc, libgcc_s and a passwd entry
-#     for the nonroot user 65532, as gcr.io/distroless/cc has.
+#     for the nonroot user 65532, as gcr.io/distroless/cc has;
+#   - the load balancer's BASE_IMAGE: plain Debian bookworm (minbase), as
+#     debian:bookworm-slim is.
 # Images that already exist are reused. Needs root, debootstrap (installed from
 # Debian's packages if missing) and a Docker engine.
 set -euo pipefail
 
 rust_image=replica-test/rust:1.95
 runtime_image=replica-test/runtime:cc
+debian_image=replica-test/debian:bookworm
 work=${TMPDIR:-/tmp}/replica-bases
 suite=bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -19,7 +22,7 @@ rootfs=$work/rootfs
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 
-if ! have "$rust_image" || ! have "$runtime_image"; then
+if ! have "$rust_image" || ! have "$runtime_image" || ! have "$debian_image"; then
   command -v debootstrap >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   }
@@ -69,4 +72,11 @@ if ! have "$runtime_image"; then
   tar -C "$slim" -cf - . | docker import - "$runtime_image" >&2
 fi
 
-echo "$rust_image $runtime_image"
+if ! have "$debian_image"; then
+  # The rootfs without the Rust toolchain the rust image added to it.
+  tar -C "$rootfs" --exclude=./usr/local/rustup --exclude=./usr/local/cargo -cf - . \
+    | docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      - "$debian_image" >&2
+fi
+
+echo "$rust_image $runtime_image $debian_image"

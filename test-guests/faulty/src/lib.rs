@@ -34,6 +34,8 @@ impl Guest for Faulty {
             }
             // Tells this guest from the replica guest in the hot-swap tests.
             "/home" => respond(out, 200, b"faulty-home"),
+            // Healthy for a load balancer, as the replica guest is.
+            "/heartbeat" => respond(out, 200, b""),
             "/fetch" => match fetch(query) {
                 Ok(body) => respond(out, 200, &body),
                 Err(why) => respond(out, 502, why.as_bytes()),
