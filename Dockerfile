@@ -30,7 +30,7 @@ RUN for crate in config host guest guest/routes guest-p3 test-guests/faulty test
  && echo 'fn main() {}' > host/src/main.rs \
  # The test targets host/Cargo.toml names must exist for it to parse.
  && touch host/tests/container.rs host/tests/self_description.rs host/tests/fleet.rs \
-          host/tests/deploy.rs \
+          host/tests/deploy.rs host/tests/http2.rs \
  && echo 'fn main() {}' > bench/native/src/main.rs \
  && cargo build --release --locked -p replica-host \
  && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest -p replica-guest-p3

@@ -76,7 +76,7 @@ fuzz: cargo-fuzz
 cargo-fuzz:
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked --version 0.13.2
 
-bench: build bench-deps ## compare with wasmtime serve, native hyper, FastAPI (needs wrk)
+bench: build bench-deps ## compare with wasmtime serve, native hyper, FastAPI (needs wrk, h2load)
 	$(CARGO) build --release -p replica-native
 	$(VENV)/bin/python bench/run.py
 

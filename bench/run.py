@@ -9,7 +9,9 @@ start (exec to the first 200 on /heartbeat, median of 10). Then how the cost
 grows: a pinned single-core row (the server on CPU 0 with one worker, wrk on
 CPU 1), the key cell (/home, 32 connections) in several alternating runs for
 its median, spread and p99, and throughput and memory with 10,000 idle
-keep-alive connections held open. Prints the tables, writes them to
+keep-alive connections held open. Last, HTTP/2: this host and native hyper over
+cleartext HTTP/2 (prior knowledge) under `h2load`, one stream per connection
+and many streams on few connections. Prints the tables, writes them to
 bench/results.md, and draws bench/results.png.
 
 Settings (environment): BENCH_DURATION seconds per run (3), BENCH_RUNS runs per
@@ -378,6 +380,66 @@ def idle_connections() -> dict[str, IdleResult]:
     return results
 
 
+@dataclass
+class H2Run:
+    """One h2load run: successful (2xx) requests/s, mean and slowest request
+    time (h2load gives no percentiles), and what failed."""
+    rps: float
+    mean_ms: float
+    max_ms: float
+    failed: int   # requests failed, errored or timed out
+    non2xx: int
+
+
+def h2load(port: int, path: str, clients: int, streams: int, duration: int) -> H2Run:
+    """One h2load run: `clients` HTTP/2 connections (cleartext, prior knowledge)
+    from one thread, each with up to `streams` requests in flight."""
+    out = subprocess.run(
+        ["h2load", "-t1", f"-c{clients}", f"-m{streams}", f"-D{duration}", "--warm-up-time=1",
+         f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, check=True, timeout=duration + 60,
+    ).stdout
+    finished = re.search(r"finished in ([\d.]+)(us|ms|s|m),", out)
+    elapsed = float(finished.group(1)) * SECONDS[finished.group(2)]
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+                     r"(\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    ok = int(codes.group(1)) + int(codes.group(2))
+    timing = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    return H2Run(ok / elapsed, to_ms(timing.group(3)), to_ms(timing.group(2)),
+                 int(done.group(2)) + int(done.group(3)) + int(done.group(4)),
+                 int(codes.group(3)) + int(codes.group(4)))
+
+
+# HTTP/2 cells: (clients, streams per client). One stream per connection, as
+# the HTTP/1.1 key cell; and few connections carrying many streams, as a
+# proxy that multiplexes (Envoy, gRPC-aware balancers) sends them.
+H2_CELLS = [(KEY_CONNECTIONS, 1), (4, 32)]
+H2_SERVERS = ["replica-host (default)", "native hyper"]
+
+
+def http2_rows() -> dict[str, dict[tuple[int, int], H2Run]]:
+    """/home over h2c, median of RUNS runs per cell."""
+    results = {}
+    for name in H2_SERVERS:
+        proc, port = running(by_name(name))
+        try:
+            h2load(port, KEY_PATH, 4, 8, 1)  # warm-up
+            cells = {}
+            for clients, streams in H2_CELLS:
+                runs = [h2load(port, KEY_PATH, clients, streams, DURATION) for _ in range(RUNS)]
+                cells[(clients, streams)] = H2Run(
+                    statistics.median(r.rps for r in runs), statistics.median(r.mean_ms for r in runs),
+                    max(r.max_ms for r in runs), sum(r.failed for r in runs), sum(r.non2xx for r in runs))
+                run = cells[(clients, streams)]
+                print(f"  h2c {name:<24} c={clients:<3} m={streams:<3} {run.rps:>10,.0f} req/s  "
+                      f"mean {run.mean_ms:.3f} ms  failed {run.failed}  non-2xx {run.non2xx}", flush=True)
+            results[name] = cells
+        finally:
+            stop(proc)
+    return results
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -393,6 +455,7 @@ class Growth:
     pinned: dict
     key: dict
     idle: dict
+    http2: dict
 
 
 def report(all_results: dict[str, Result], growth: Growth, started: datetime.datetime) -> str:
@@ -473,6 +536,21 @@ def report(all_results: dict[str, Result], growth: Growth, started: datetime.dat
         per = (idle.rss_idle_mb - idle.rss_before_mb) * 1024 * 1024 / max(idle.held, 1)
         lines.append(f"| {name} | {idle.held:,} | {idle.rss_before_mb:.1f} | {idle.rss_idle_mb:.1f} | {per:,.0f} "
                      f"| {idle.run.rps:,.0f} | {idle.run.errors} |")
+    native_h2 = growth.http2["native hyper"]
+    lines += [
+        "",
+        "## HTTP/2 (cleartext, prior knowledge)",
+        "",
+        f"h2load -t1, {KEY_PATH}, {DURATION} s per run after 1 s of warm-up, median of {RUNS} runs; "
+        "h2load reports the mean request time, not percentiles.",
+        "",
+        "| server | connections | streams each | req/s | mean ms | slowest ms | failed | non-2xx | vs native |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, cells in growth.http2.items():
+        for (clients, streams), run in cells.items():
+            lines.append(f"| {name} | {clients} | {streams} | {run.rps:,.0f} | {run.mean_ms:.3f} | {run.max_ms:.3f} "
+                         f"| {run.failed} | {run.non2xx} | {run.rps / native_h2[(clients, streams)].rps:.2f}x |")
     lines += ["", "## Targets", ""] + targets(all_results, growth) + [""]
     return "\n".join(lines)
 
@@ -537,7 +615,8 @@ def chart(all_results: dict[str, Result], path: Path) -> None:
 
 
 def main() -> None:
-    for tool, hint in [("wrk", "apt-get install wrk"), ("taskset", "apt-get install util-linux")]:
+    for tool, hint in [("wrk", "apt-get install wrk"), ("taskset", "apt-get install util-linux"),
+                       ("h2load", "apt-get install nghttp2-client")]:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: {hint}")
     for built in (HOST, GUEST, GUEST_P3, NATIVE):
@@ -549,7 +628,7 @@ def main() -> None:
         print(f"{server.name}", flush=True)
         results[server.name] = measure(server)
     print("how the cost grows", flush=True)
-    growth = Growth(pinned=pinned_row(), key=key_cell(), idle=idle_connections())
+    growth = Growth(pinned=pinned_row(), key=key_cell(), idle=idle_connections(), http2=http2_rows())
     text = report(results, growth, started)
     out = ROOT / "bench/results.md"
     out.write_text(text)

@@ -62,8 +62,13 @@ pub enum Command {
     /// GET a URL (by default this host's /heartbeat) and exit 0 if it answers 200,
     /// 1 otherwise: a health check for containers that have no curl.
     Probe {
-        /// The URL to probe [default: http://127.0.0.1:<port of REPLICA_ADDR, or 5000>/heartbeat].
+        /// The URL to probe [default: http://127.0.0.1:<port of REPLICA_ADDR, or
+        /// 5000>/heartbeat; https:// when REPLICA_TLS_CERT is set, and then any
+        /// certificate is accepted: it is this host's own].
         url: Option<String>,
+        /// Accept any certificate from an https:// URL (a self-signed one, say).
+        #[arg(long)]
+        insecure: bool,
         /// How long to wait for the answer.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
@@ -132,9 +137,33 @@ pub struct Config {
     #[arg(long, env = "REPLICA_ALLOW_PRECOMPILED", value_parser = BoolishValueParser::new())]
     pub allow_precompiled: bool,
 
-    /// The address to listen on.
+    /// The address to listen on: HTTP/1.1 and HTTP/2 (cleartext, by prior
+    /// knowledge), told apart per connection; over TLS with --tls-cert.
     #[arg(long, env = "REPLICA_ADDR", default_value = "0.0.0.0:5000")]
     pub addr: SocketAddr,
+
+    /// Serve TLS with this certificate chain (PEM), offering HTTP/2 and
+    /// HTTP/1.1 by ALPN; needs --tls-key. Read again on SIGHUP.
+    #[arg(
+        long,
+        env = "REPLICA_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "REPLICA_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// The most streams one HTTP/2 connection may have open at once.
+    #[arg(long, env = "REPLICA_MAX_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_streams: u32,
 
     /// The most requests served at once; one more gets a fast 503. Each holds one
     /// guest instance, so this also sizes the instance pool.
@@ -265,12 +294,14 @@ impl Config {
 }
 
 /// What `probe` GETs without a URL: this host's /heartbeat on loopback, on the
-/// port of `addr` (the serving address, as `REPLICA_ADDR` holds it) or 5000.
-pub fn default_probe_url(addr: Option<&str>) -> String {
+/// port of `addr` (the serving address, as `REPLICA_ADDR` holds it) or 5000,
+/// over TLS if the host serves it.
+pub fn default_probe_url(addr: Option<&str>, tls: bool) -> String {
     let port = addr
         .and_then(|a| a.parse::<SocketAddr>().ok())
         .map_or(5000, |a| a.port());
-    format!("http://127.0.0.1:{port}/heartbeat")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://127.0.0.1:{port}/heartbeat")
 }
 
 /// Where compiled components are kept unless `--cache-dir` says otherwise:
@@ -347,14 +378,21 @@ mod tests {
 
     #[test]
     fn probe_defaults_to_the_serving_port() {
-        assert_eq!(default_probe_url(None), "http://127.0.0.1:5000/heartbeat");
         assert_eq!(
-            default_probe_url(Some("0.0.0.0:8080")),
+            default_probe_url(None, false),
+            "http://127.0.0.1:5000/heartbeat"
+        );
+        assert_eq!(
+            default_probe_url(Some("0.0.0.0:8080"), false),
             "http://127.0.0.1:8080/heartbeat"
         );
         assert_eq!(
-            default_probe_url(Some("nonsense")),
+            default_probe_url(Some("nonsense"), false),
             "http://127.0.0.1:5000/heartbeat"
+        );
+        assert_eq!(
+            default_probe_url(Some("0.0.0.0:8443"), true),
+            "https://127.0.0.1:8443/heartbeat"
         );
     }
 

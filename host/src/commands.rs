@@ -3,16 +3,11 @@
 use crate::component;
 use crate::engine::{Engines, InstanceLimits};
 use crate::logging::announce;
+use crate::probe;
 use anyhow::{Context as _, Result, anyhow, bail};
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper::Request;
-use hyper::header::HOST;
-use hyper_util::rt::TokioIo;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use wasmtime::component::types::ComponentItem;
 
 /// Prints what `component` imports and exports, which wasi:http world it
@@ -100,17 +95,26 @@ pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>
 }
 
 /// GETs `url` and exits 0 if it answers 200, 1 otherwise, saying why.
-pub fn probe(url: Option<String>, timeout: Duration) -> ExitCode {
-    let url = url.unwrap_or_else(|| {
-        replica_config::default_probe_url(std::env::var("REPLICA_ADDR").ok().as_deref())
-    });
+pub fn probe(url: Option<String>, insecure: bool, timeout: Duration) -> ExitCode {
+    // Without a URL: this host itself, whose certificate (if any) is trusted.
+    let (url, insecure) = match url {
+        Some(url) => (url, insecure),
+        None => {
+            let tls = std::env::var_os("REPLICA_TLS_CERT").is_some();
+            let addr = std::env::var("REPLICA_ADDR").ok();
+            (
+                replica_config::default_probe_url(addr.as_deref(), tls),
+                true,
+            )
+        }
+    };
     let answer = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
         .and_then(|runtime| {
             runtime.block_on(async {
-                tokio::time::timeout(timeout, get_status(&url))
+                tokio::time::timeout(timeout, probe::get_status(&url, insecure))
                     .await
                     .unwrap_or_else(|_| Err(anyhow!("no answer within {timeout:?}")))
             })
@@ -129,34 +133,4 @@ pub fn probe(url: Option<String>, timeout: Duration) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// GETs `url` with hyper's HTTP/1.1 client: the status code of the answer.
-async fn get_status(url: &str) -> Result<u16> {
-    let uri: hyper::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        bail!("only http:// URLs can be probed");
-    }
-    let authority = uri.authority().context("the URL names no host")?.clone();
-    // An IPv6 literal comes bracketed in a URL, bare in a socket address.
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let stream = TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
-        .await
-        .with_context(|| format!("cannot connect to {authority}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("starting HTTP/1.1")?;
-    tokio::spawn(connection);
-    let request = Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(HOST, authority.as_str())
-        .body(Empty::<Bytes>::new())
-        .context("building the request")?;
-    let response = sender
-        .send_request(request)
-        .await
-        .context("reading the answer")?;
-    Ok(response.status().as_u16())
 }

@@ -22,6 +22,7 @@ mod logging;
 mod metrics;
 mod outbound;
 mod pool;
+mod probe;
 mod proxy;
 mod reload;
 mod sandbox;
@@ -30,6 +31,7 @@ mod service;
 mod shutdown;
 mod slot;
 mod span;
+mod tls;
 mod workers;
 
 pub use logging::init_logging;
@@ -57,6 +59,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// before the socket is bound, so a bad one fails at once.
 pub fn run(config: Config) -> Result<()> {
     let sandbox = Sandbox::new(&config)?;
+    let tls = tls::Tls::from_config(&config)?.map(Arc::new);
     let engines = Arc::new(Engines::new(InstanceLimits::from(&config)));
     let source = component::Source::from(&config);
     let (linked, digest) = component::load_linked(&engines, &source)?;
@@ -74,6 +77,7 @@ pub fn run(config: Config) -> Result<()> {
         engines,
         source,
         guests.clone(),
+        tls.clone(),
         metrics.clone(),
     ));
     let settings = server::Settings::from(&config);
@@ -109,7 +113,13 @@ pub fn run(config: Config) -> Result<()> {
                 let answer = scraped.scrape(req.uri().path());
                 async move { Ok::<_, Infallible>(answer) }
             });
-            tokio::spawn(server::serve(listener, scrape, settings, stop.clone()));
+            tokio::spawn(server::serve(
+                listener,
+                scrape,
+                settings,
+                None,
+                stop.clone(),
+            ));
         }
         let sockets = listeners::bind(config.addr, workers, "--addr")?;
         let bound = sockets
@@ -123,11 +133,13 @@ pub fn run(config: Config) -> Result<()> {
             limits: RequestLimits::from(&config),
             metrics: metrics.clone(),
             settings,
+            tls: tls.clone(),
             stop,
         };
         let running = workers::start(sockets, &shared)?;
         // One stable line, on stdout, that scripts and tests wait for.
-        announce(&format!("listening on http://{bound}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        announce(&format!("listening on {scheme}://{bound}"));
         let mut drained = true;
         for worker in running {
             drained &= worker.await.unwrap_or(false);

@@ -28,7 +28,11 @@ fn main() -> ExitCode {
                     cache_dir.as_deref(),
                 )
                 .map(|()| ExitCode::SUCCESS),
-                Command::Probe { url, timeout } => Ok(replica_host::commands::probe(url, timeout)),
+                Command::Probe {
+                    url,
+                    insecure,
+                    timeout,
+                } => Ok(replica_host::commands::probe(url, insecure, timeout)),
             }
         }
     };

@@ -6,6 +6,7 @@ use crate::component::{self, Source};
 use crate::engine::Engines;
 use crate::guest::Guests;
 use crate::metrics::Metrics;
+use crate::tls::Tls;
 use anyhow::{Context as _, Result};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ pub(crate) struct Reloader {
     engines: Arc<Engines>,
     source: Source,
     guests: Arc<Guests>,
+    tls: Option<Arc<Tls>>,
     metrics: Metrics,
     // One reload at a time, so that the last one asked for wins.
     busy: tokio::sync::Mutex<()>,
@@ -27,12 +29,14 @@ impl Reloader {
         engines: Arc<Engines>,
         source: Source,
         guests: Arc<Guests>,
+        tls: Option<Arc<Tls>>,
         metrics: Metrics,
     ) -> Self {
         Self {
             engines,
             source,
             guests,
+            tls,
             metrics,
             busy: tokio::sync::Mutex::new(()),
         }
@@ -62,17 +66,31 @@ impl Reloader {
         }
     }
 
-    /// Reloads on every SIGHUP. Listening starts before this returns, so a
-    /// SIGHUP sent once the server is up never kills the process.
+    /// Reloads the component, and the TLS certificate if any, on every
+    /// SIGHUP. Listening starts after this returns, so a SIGHUP sent once the
+    /// server is up never kills the process.
     pub(crate) fn reload_on_sighup(self: &Arc<Self>) -> Result<()> {
         let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         let this = self.clone();
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
                 this.reload("SIGHUP").await;
+                this.reload_certificate();
             }
         });
         Ok(())
+    }
+
+    /// Reads the TLS certificate and key again; a pair that cannot be used is
+    /// rejected, and the one before goes on serving.
+    fn reload_certificate(&self) {
+        let Some(tls) = &self.tls else { return };
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
+            Err(e) => tracing::error!(
+                "SIGHUP: rejected the new TLS certificate, still serving the old one: {e:#}"
+            ),
+        }
     }
 
     /// Reloads when the file changes (size, modification time or inode), once

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::server::{self, Settings};
 use crate::shutdown::Stop;
 use crate::slot::Slots;
+use crate::tls::Tls;
 use anyhow::{Context as _, Result};
 use hyper::service::service_fn;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub(crate) struct Shared {
     pub(crate) limits: RequestLimits,
     pub(crate) metrics: Metrics,
     pub(crate) settings: Settings,
+    pub(crate) tls: Option<Arc<Tls>>,
     pub(crate) stop: Stop,
 }
 
@@ -83,7 +85,7 @@ async fn work(listener: std::net::TcpListener, ids: Ids, shared: Shared) -> bool
         let handler = handler.clone();
         move |req| handler.clone().handle(req)
     });
-    let drained = server::serve(listener, service, shared.settings, shared.stop).await;
+    let drained = server::serve(listener, service, shared.settings, shared.tls, shared.stop).await;
     sweeper.abort();
     handler.guests().retire();
     drained

@@ -1,15 +1,17 @@
 //! The benchmark's ceiling: the replica's routes answered by plain hyper on
-//! tokio, with the same bytes as the guest, and no WebAssembly at all.
+//! tokio, with the same bytes as the guest, and no WebAssembly at all. Like
+//! the host, it serves HTTP/1.1 and cleartext HTTP/2 on one port, told apart
+//! per connection (hyper-util's auto builder).
 //!
 //! `SERVER_ID=1 replica-native 127.0.0.1:5000`
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{ALLOW, CONTENT_TYPE};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -42,8 +44,7 @@ async fn main() -> std::io::Result<()> {
                 let replies = replies.clone();
                 async move { Ok::<_, Infallible>(route(&replies, &req)) }
             });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
+            let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -83,7 +83,7 @@ impl Server {
         cmd.arg(component)
             .args(["--addr", "127.0.0.1:0"])
             .args(args);
-        Self::spawn(cmd, env, "listening on http://")
+        Self::spawn(cmd, env, "listening on ")
     }
 
     /// Spawns `cmd` with a clean environment plus `env` and waits for a stdout
@@ -223,7 +223,9 @@ fn watch(
                 log.push('\n');
             }
             if !sent && let Some((_, rest)) = line.split_once(&prefix) {
-                sent = tx.send(rest.trim_end_matches('/').to_string()).is_ok();
+                // The address, after the scheme (http:// or https://) if any.
+                let addr = rest.split_once("://").map_or(rest, |(_, addr)| addr);
+                sent = tx.send(addr.trim_end_matches('/').to_string()).is_ok();
             }
         }
     });

@@ -22,6 +22,8 @@ pub enum Tool {
     Compose,
     /// A headless Chromium.
     Chromium,
+    /// curl, built with HTTP/2.
+    Curl,
 }
 
 impl Tool {
@@ -30,6 +32,7 @@ impl Tool {
             Tool::Docker => "docker",
             Tool::Compose => "compose",
             Tool::Chromium => "chromium",
+            Tool::Curl => "curl",
         }
     }
 
@@ -47,6 +50,19 @@ impl Tool {
             Tool::Chromium => chromium()
                 .is_none()
                 .then_some("no Chromium here (`apt-get install chromium`)"),
+            Tool::Curl => {
+                static PROBE: OnceLock<bool> = OnceLock::new();
+                let ok = *PROBE.get_or_init(|| {
+                    Command::new("curl")
+                        .arg("--version")
+                        .output()
+                        .is_ok_and(|o| {
+                            o.status.success()
+                                && String::from_utf8_lossy(&o.stdout).contains("HTTP2")
+                        })
+                });
+                (!ok).then_some("no curl with HTTP/2 here (`apt-get install curl`)")
+            }
         }
     }
 
