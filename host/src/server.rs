@@ -120,43 +120,25 @@ where
             inner: service.clone(),
             asked: asked.clone(),
         };
-        let (builder, drain, tls) = (builder.clone(), drain.clone(), tls.clone());
+        let (builder, drain) = (builder.clone(), drain.clone());
         let idle = settings.header_read_timeout;
+        // Two kinds of task, so that a plain connection's is not sized for TLS.
+        let Some(tls) = tls.clone() else {
+            let io = TokioIo::new(stream);
+            connections.spawn(async move {
+                until_drained(&builder, io, service, asked, drain, idle, peer).await;
+            });
+            return;
+        };
         connections.spawn(async move {
-            match tls {
-                None => {
-                    until_drained(
-                        &builder,
-                        TokioIo::new(stream),
-                        service,
-                        asked,
-                        drain,
-                        idle,
-                        peer,
-                    )
-                    .await
+            let handshake = tokio::time::timeout(idle, tls.acceptor().accept(stream));
+            match handshake.await {
+                Ok(Ok(stream)) => {
+                    let io = TokioIo::new(stream);
+                    until_drained(&builder, io, service, asked, drain, idle, peer).await;
                 }
-                Some(tls) => {
-                    let handshake = tokio::time::timeout(idle, tls.acceptor().accept(stream));
-                    match handshake.await {
-                        Ok(Ok(stream)) => {
-                            until_drained(
-                                &builder,
-                                TokioIo::new(stream),
-                                service,
-                                asked,
-                                drain,
-                                idle,
-                                peer,
-                            )
-                            .await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake still unfinished after {idle:?}")
-                        }
-                    }
-                }
+                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake still unfinished after {idle:?}"),
             }
         });
     };
