@@ -158,17 +158,7 @@ fn a_precompiled_component_is_served_only_when_allowed() {
     let dir = std::env::temp_dir().join(format!("replica-precompiled-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let cwasm = dir.join("guest.cwasm");
-    let guest = replica_guest();
-    let (status, _, stderr) = run_host(
-        &[
-            "compile",
-            guest.to_str().expect("utf-8"),
-            "-o",
-            cwasm.to_str().expect("utf-8"),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{stderr}");
+    common::precompile(&replica_guest(), &cwasm);
     let path = cwasm.to_str().expect("utf-8");
     assert_refused(
         &[path, "--addr", "127.0.0.1:0"],

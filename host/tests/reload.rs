@@ -230,17 +230,7 @@ fn a_precompiled_replacement_is_refused_unless_allowed() {
     let dir = std::env::temp_dir().join(format!("replica-reload-cwasm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let cwasm = dir.join("faulty.cwasm");
-    let guest = faulty_guest();
-    let (status, _, stderr) = common::run_host(
-        &[
-            "compile",
-            guest.to_str().expect("utf-8"),
-            "-o",
-            cwasm.to_str().expect("utf-8"),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{stderr}");
+    common::precompile(&faulty_guest(), &cwasm);
 
     // SIGHUP and --watch alike refuse it, and the old component goes on.
     let path = scratch("cwasm-refused");

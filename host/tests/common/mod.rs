@@ -249,6 +249,20 @@ pub fn eventually(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
 /// subcommand) may take before the test fails instead of hanging.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
+/// Precompiles `guest` into `out` with `replica-host compile`.
+pub fn precompile(guest: &Path, out: &Path) {
+    let (status, _, stderr) = run_host(
+        &[
+            "compile",
+            guest.to_str().expect("utf-8"),
+            "-o",
+            out.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+}
+
 /// Runs the host to completion (for configurations it must refuse, and the
 /// subcommands), killing it and failing the test if it has not ended within
 /// a minute: a refusal that regresses into serving must not hang the suite.
