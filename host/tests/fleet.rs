@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::docker::{IMAGE, LB_IMAGE, docker, docker_ok, image, lb_image, text};
+use common::docker::{IMAGE, LB_IMAGE, docker, docker_ok, image, lb_image, succeeded, text};
 use common::needs::{Test, Tool};
 use common::{eventually, faulty_guest, replica_guest, workspace};
 use std::collections::BTreeMap;
@@ -83,14 +83,7 @@ impl Fleet {
     }
 
     fn compose_ok(&self, args: &[&str]) -> String {
-        let out = self.compose(args);
-        assert!(
-            out.status.success(),
-            "compose {}: {}",
-            args.join(" "),
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        succeeded(&self.compose(args), &format!("compose {}", args.join(" ")))
     }
 
     /// What compose.yaml reads: the images the tests built, loopback ports

@@ -30,13 +30,12 @@ pub fn text(out: &Output) -> String {
 }
 
 pub fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        text(&out)
-    );
+    succeeded(&docker(args), &format!("docker {}", args.join(" ")))
+}
+
+/// The trimmed stdout of `what`, which must have succeeded.
+pub fn succeeded(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", text(out));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
