@@ -3,6 +3,7 @@
 //! the access log and the metrics.
 
 use crate::answer::Failure;
+use crate::drain::Drained;
 use crate::guest::LocalGuests;
 use crate::metrics::Metrics;
 use crate::slot::Slots;
@@ -134,7 +135,9 @@ impl Handler {
         // A body sent without a length is cut off at the limit: the guest's
         // read fails there.
         let max_body = self.limits.max_body_bytes;
+        let version = req.version();
         let req = req.map(|body| {
+            let body = Drained::new(body, version);
             Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).map_err(move |e| {
                 match e.downcast::<hyper::Error>() {
                     Ok(e) => HttpError::from(*e),

@@ -13,6 +13,7 @@ mod body;
 mod cache;
 pub mod commands;
 mod component;
+mod drain;
 mod engine;
 mod guest;
 mod guest_output;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Server, client, get, replica_guest, request};
+use common::{Server, client, get, replica_guest, replica_guest_p3, request};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -136,4 +136,63 @@ fn one_connection_serves_many_requests() {
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
         assert!(head.contains("content-length: 0"), "{head}");
     }
+}
+
+/// A guest that answers without reading the request's body (the replica's
+/// 405), before the client has sent it: the host reads the rest, so the
+/// keep-alive connection serves the next request (hyper alone would close
+/// it after a response that did not say so, and a client's next request on
+/// it would fail).
+#[test]
+fn a_body_the_guest_did_not_read_leaves_the_connection_open() {
+    for guest in [replica_guest(), replica_guest_p3()] {
+        let server = Server::start(&guest, &[], &[("SERVER_ID", "1")]);
+        for (framing, rest) in [
+            ("transfer-encoding: chunked", "5\r\nhello\r\n0\r\n\r\n"),
+            ("content-length: 5", "hello"),
+        ] {
+            let mut stream = TcpStream::connect(server.addr).expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let head = format!("POST /home HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n");
+            stream.write_all(head.as_bytes()).expect("write");
+            let refused = one_response(&mut stream);
+            assert!(refused.starts_with("HTTP/1.1 405"), "{refused}");
+            assert!(!refused.contains("connection: close"), "{refused}");
+            let next = format!("{rest}GET /home HTTP/1.1\r\nHost: t\r\n\r\n");
+            stream.write_all(next.as_bytes()).expect("write");
+            let home = one_response(&mut stream);
+            assert!(
+                home.starts_with("HTTP/1.1 200") && home.ends_with(HOME_1),
+                "{framing}, {}: {home:?}",
+                guest.display()
+            );
+        }
+    }
+}
+
+/// Reads one response with a content-length from `stream`; what was read
+/// when the connection closes or goes quiet otherwise.
+fn one_response(stream: &mut TcpStream) -> String {
+    let mut read = Vec::new();
+    let mut byte = [0u8; 1];
+    while !read.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => read.push(byte[0]),
+            _ => return String::from_utf8_lossy(&read).into_owned(),
+        }
+    }
+    let head = String::from_utf8_lossy(&read).to_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .expect("a content-length");
+    let mut body = vec![0u8; length];
+    if stream.read_exact(&mut body).is_err() {
+        return format!("{head}(body cut short)");
+    }
+    read.extend(body);
+    String::from_utf8_lossy(&read).into_owned()
 }
