@@ -22,15 +22,17 @@ COPY guest/routes/Cargo.toml guest/routes/
 COPY guest-p3/Cargo.toml guest-p3/
 COPY test-guests/faulty/Cargo.toml test-guests/faulty/
 COPY test-guests/faulty-p3/Cargo.toml test-guests/faulty-p3/
+COPY test-guests/stateful/Cargo.toml test-guests/stateful/
 COPY bench/native/Cargo.toml bench/native/
-RUN for crate in config host guest guest/routes guest-p3 test-guests/faulty test-guests/faulty-p3; do \
+RUN for crate in config host guest guest/routes guest-p3 test-guests/faulty test-guests/faulty-p3 \
+                 test-guests/stateful; do \
         mkdir -p $crate/src && touch $crate/src/lib.rs; \
     done \
  && mkdir -p bench/native/src host/tests \
  && echo 'fn main() {}' > host/src/main.rs \
  # The test targets host/Cargo.toml names must exist for it to parse.
  && touch host/tests/container.rs host/tests/self_description.rs host/tests/fleet.rs \
-          host/tests/deploy.rs host/tests/http2.rs \
+          host/tests/deploy.rs host/tests/http2.rs host/tests/redis.rs \
  && echo 'fn main() {}' > bench/native/src/main.rs \
  && cargo build --release --locked -p replica-host \
  && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest -p replica-guest-p3

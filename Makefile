@@ -17,7 +17,7 @@ WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cl
 
 SHELL := /bin/bash
 
-.PHONY: fleet fleet-down fleet-upgrade run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
+.PHONY: fleet fleet-redis fleet-down fleet-upgrade run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
 
 build: guest host ## guest component + host binary, release
 
@@ -53,18 +53,21 @@ test: system-deps wasm-target wasmtime-cli fuzz ## every test: fuzzing, unit, en
 	exit $$status
 
 # What a fresh Debian or Ubuntu machine lacks for `make test` beyond Rust:
-# Python's venv module and a C++ compiler (cargo-fuzz builds libFuzzer).
-# Installed with apt-get when run as root, otherwise named.
+# Python's venv module and a C++ compiler (cargo-fuzz builds libFuzzer), both
+# needed; a Redis server (the wasi:keyvalue tests start one), without which
+# those tests are reported as not run. Installed with apt-get when run as
+# root, otherwise named.
 system-deps:
-	@missing=""; \
+	@missing=""; wanted=""; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v c++ >/dev/null || missing="$$missing g++"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else \
-	    echo "make test needs:$$missing (sudo apt-get install$$missing)"; exit 1; \
-	  fi; \
+	command -v redis-server >/dev/null || wanted="$$wanted redis-server"; \
+	if [ -n "$$missing$$wanted" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing $$wanted >/dev/null; \
+	elif [ -n "$$missing" ]; then \
+	  echo "make test needs:$$missing (sudo apt-get install$$missing$$wanted)"; exit 1; \
+	elif [ -n "$$wanted" ]; then \
+	  echo "note: without$$wanted, its tests are reported as not run (sudo apt-get install$$wanted)"; \
 	fi
 
 # Fuzz the host's own parsing (flags, --env, --allow-outbound) for a while.
@@ -109,8 +112,11 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 fleet: ## start the fleet: HAProxy on 127.0.0.1:5000, replicas 1-3 behind it
 	$(COMPOSE) up -d --build
 
-fleet-down: ## stop and remove the fleet
-	$(COMPOSE) down -v
+fleet-redis: ## the same fleet, sharing one wasi:keyvalue store in Redis (compose.redis.yaml)
+	$(COMPOSE) -f compose.yaml -f compose.redis.yaml up -d --build
+
+fleet-down: ## stop and remove the fleet (with its Redis, if started)
+	$(COMPOSE) -f compose.yaml -f compose.redis.yaml down -v
 
 fleet-upgrade: ## put COMPONENT=... on every replica, one at a time (REPLACE=1: replace the containers)
 	@test -n "$(COMPONENT)" || { echo "usage: make fleet-upgrade COMPONENT=path/to/new.wasm [REPLACE=1]"; exit 2; }

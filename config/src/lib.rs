@@ -15,6 +15,12 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 256;
 /// `--max-memory-mib` by default.
 pub const DEFAULT_MAX_MEMORY_MIB: u32 = 64;
 
+/// `--keyvalue-max-bytes` by default: what the in-memory store may hold.
+pub const DEFAULT_KEYVALUE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// `--keyvalue-max-value-bytes` by default (Spin's limit too).
+pub const DEFAULT_KEYVALUE_MAX_VALUE_BYTES: u64 = 1024 * 1024;
+
 /// Where `make build` (and `cargo build --profile guest`) puts the guest.
 pub const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/guest/replica_guest.wasm";
 
@@ -97,10 +103,45 @@ pub struct Config {
     #[arg(long, env = "SERVER_ID", value_name = "ID")]
     pub server_id: Option<String>,
 
-    /// An extra environment variable for the guest, as KEY=VALUE; repeat for more.
-    /// The host's own environment never reaches the guest otherwise.
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
-    pub envs: Vec<(String, String)>,
+    /// An extra environment variable for the guest, as NAME=VALUE, or as NAME
+    /// to pass on the host's own NAME (as `wasmtime serve --env NAME`); repeat
+    /// for more. The host's own environment never reaches the guest otherwise.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env_var)]
+    pub envs: Vec<EnvVar>,
+
+    /// A setting the guest reads through wasi:config/store, as KEY=VALUE;
+    /// repeat for more, or give several, one per line (as the environment
+    /// variable does). SERVER_ID is there too; nothing else is.
+    #[arg(long = "config", env = "REPLICA_CONFIG", value_name = "KEY=VALUE", value_parser = parse_pairs)]
+    pub configs: Vec<Pairs>,
+
+    /// A key and value the wasi:keyvalue store starts with, in the bucket
+    /// named "" (as `wasmtime serve -Skeyvalue-in-memory-data`); repeat for
+    /// more, or give several, one per line. With --keyvalue-url, written to
+    /// Redis where the key is not set yet.
+    #[arg(long = "keyvalue", env = "REPLICA_KEYVALUE", value_name = "KEY=VALUE", value_parser = parse_pairs)]
+    pub keyvalue: Vec<Pairs>,
+
+    /// Keep the wasi:keyvalue store in Redis instead of this process's memory:
+    /// redis://[USER:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS. Every
+    /// replica given the same URL shares one store. The password is never logged.
+    #[arg(long, env = "REPLICA_KEYVALUE_URL", hide_env_values = true, value_name = "URL", value_parser = StoreUrl::parse)]
+    pub keyvalue_url: Option<StoreUrl>,
+
+    /// The most bytes the in-memory wasi:keyvalue store holds (bucket names,
+    /// keys and values); a write past it fails, and the guest is told why.
+    #[arg(long, env = "REPLICA_KEYVALUE_MAX_BYTES", default_value_t = DEFAULT_KEYVALUE_MAX_BYTES)]
+    pub keyvalue_max_bytes: u64,
+
+    /// The largest value one wasi:keyvalue key may hold, in memory or in Redis;
+    /// a bigger write fails, and the guest is told why.
+    #[arg(long, env = "REPLICA_KEYVALUE_MAX_VALUE_BYTES", default_value_t = DEFAULT_KEYVALUE_MAX_VALUE_BYTES)]
+    pub keyvalue_max_value_bytes: u64,
+
+    /// How long one wasi:keyvalue call may wait for Redis; past it the guest's
+    /// call fails (with `error::other`), and the request goes on.
+    #[arg(long, env = "REPLICA_KEYVALUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub keyvalue_timeout: Duration,
 
     /// How log lines are written; RUST_LOG filters them (e.g. RUST_LOG=debug).
     #[arg(long, env = "REPLICA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -268,8 +309,77 @@ impl Config {
     }
 
     /// Checks what clap cannot, before anything is compiled or bound, and
-    /// returns the guest's environment.
-    pub fn guest_env(&self) -> Result<Vec<(String, String)>> {
+    /// returns the guest's environment, taking `--env NAME` from the host's.
+    pub fn guest_env(&self) -> Result<GuestEnv> {
+        self.guest_env_from(|name| std::env::var_os(name))
+    }
+
+    /// [`Config::guest_env`], reading the host's variables with `host`.
+    pub fn guest_env_from(
+        &self,
+        host: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<GuestEnv> {
+        let server_id = self.checked_server_id()?;
+        let mut env = GuestEnv {
+            vars: vec![("SERVER_ID".to_string(), server_id.to_string())],
+            unset: Vec::new(),
+        };
+        for var in &self.envs {
+            if var.name == "SERVER_ID" {
+                bail!("--env SERVER_ID is ambiguous: pass the id with --server-id instead");
+            }
+            if env.vars.iter().any(|(k, _)| *k == var.name) || env.unset.contains(&var.name) {
+                bail!("--env {} is given twice: keep one", var.name);
+            }
+            let value = match &var.value {
+                Some(value) => value.clone(),
+                None => match host(&var.name) {
+                    Some(value) => value.into_string().map_err(|_| {
+                        anyhow::anyhow!(
+                            "--env {}: the host's {} is not valid UTF-8, which a guest's \
+                             environment must be: give it as --env {}=VALUE",
+                            var.name,
+                            var.name,
+                            var.name
+                        )
+                    })?,
+                    None => {
+                        env.unset.push(var.name.clone());
+                        continue;
+                    }
+                },
+            };
+            env.vars.push((var.name.clone(), value));
+        }
+        Ok(env)
+    }
+
+    /// What the wasi:keyvalue store starts with (`--keyvalue`), in order.
+    pub fn keyvalue_preload(&self) -> Vec<(String, String)> {
+        self.keyvalue
+            .iter()
+            .flat_map(|pairs| pairs.0.clone())
+            .collect()
+    }
+
+    /// What the guest reads through wasi:config/store: SERVER_ID, then the
+    /// `--config` settings. Checks them as [`Config::guest_env`] does.
+    pub fn guest_config(&self) -> Result<Vec<(String, String)>> {
+        let server_id = self.checked_server_id()?;
+        let mut config = vec![("SERVER_ID".to_string(), server_id.to_string())];
+        for (key, value) in self.configs.iter().flat_map(|pairs| &pairs.0) {
+            if key == "SERVER_ID" {
+                bail!("--config SERVER_ID=… is ambiguous: pass the id with --server-id instead");
+            }
+            if config.iter().any(|(k, _)| k == key) {
+                bail!("--config {key}=… is given twice: keep one");
+            }
+            config.push((key.clone(), value.clone()));
+        }
+        Ok(config)
+    }
+
+    fn checked_server_id(&self) -> Result<&str> {
         let Some(server_id) = &self.server_id else {
             bail!(
                 "no SERVER_ID given: set the SERVER_ID environment variable \
@@ -279,17 +389,85 @@ impl Config {
         if server_id.is_empty() {
             bail!("SERVER_ID is empty: give this replica a non-empty id");
         }
-        let mut env = vec![("SERVER_ID".to_string(), server_id.clone())];
-        for (key, value) in &self.envs {
-            if key == "SERVER_ID" {
-                bail!("--env SERVER_ID=… is ambiguous: pass the id with --server-id instead");
-            }
-            if env.iter().any(|(k, _)| k == key) {
-                bail!("--env {key}=… is given twice: keep one");
-            }
-            env.push((key.clone(), value.clone()));
+        Ok(server_id)
+    }
+}
+
+/// One `--env`: NAME=VALUE, or NAME alone for the host's own NAME.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    /// `None`: the host's variable of that name, if it has one.
+    pub value: Option<String>,
+}
+
+/// The guest's environment, and the `--env NAME` the host did not have.
+#[derive(Debug)]
+pub struct GuestEnv {
+    /// SERVER_ID first, then the `--env` variables in order.
+    pub vars: Vec<(String, String)>,
+    /// Names passed as `--env NAME` that are not set on the host: the guest
+    /// does not get them (as under `wasmtime serve`), and the host says so.
+    pub unset: Vec<String>,
+}
+
+/// Where the wasi:keyvalue store lives when not in memory: a Redis URL.
+/// Shown (`Display`, `Debug`) without its credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl {
+    url: String,
+    shown: String,
+}
+
+impl StoreUrl {
+    /// Checks the URL's form: redis:// or rediss://, a host, an optional port
+    /// and database number.
+    pub fn parse(s: &str) -> Result<Self> {
+        let usage = "write it as redis://[USER:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS";
+        let uri: http::Uri = s
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the key-value URL is not a URL: {usage}"))?;
+        let scheme = uri.scheme_str().unwrap_or_default();
+        if scheme != "redis" && scheme != "rediss" {
+            bail!("the key-value URL's scheme is not redis:// or rediss://: {usage}");
         }
-        Ok(env)
+        let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+            bail!("the key-value URL names no host: {usage}");
+        };
+        let db = uri.path().trim_start_matches('/');
+        if !db.is_empty() && db.parse::<u32>().is_err() {
+            bail!("the key-value URL's database `{db}` is not a number: {usage}");
+        }
+        let host_port = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, host)| host);
+        let path = if db.is_empty() {
+            String::new()
+        } else {
+            format!("/{db}")
+        };
+        Ok(Self {
+            url: s.to_string(),
+            shown: format!("{scheme}://{host_port}{path}"),
+        })
+    }
+
+    /// The whole URL, credentials included: for the Redis client only.
+    pub fn secret(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreUrl({})", self.shown)
     }
 }
 
@@ -313,16 +491,50 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("replica-host"))
 }
 
+/// Parses `--env`: `NAME=VALUE` (the value may be empty and may contain
+/// `=`), or `NAME` alone.
+pub fn parse_env_var(s: &str) -> Result<EnvVar> {
+    let (name, value) = match s.split_once('=') {
+        Some((name, value)) => (name, Some(value)),
+        None => (s, None),
+    };
+    if name.is_empty() {
+        bail!("`{s}` has an empty name: write it as NAME=VALUE, or NAME to pass the host's own");
+    }
+    if s.contains('\0') {
+        bail!("`{s}` contains a NUL byte, which no environment variable may hold");
+    }
+    Ok(EnvVar {
+        name: name.to_string(),
+        value: value.map(str::to_string),
+    })
+}
+
+/// Settings given as KEY=VALUE lines (`--config`, `--keyvalue`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pairs(pub Vec<(String, String)>);
+
+/// Parses one or more `KEY=VALUE` lines; blank lines (a trailing newline in
+/// an environment variable, say) are skipped.
+pub fn parse_pairs(s: &str) -> Result<Pairs> {
+    let pairs = s
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(parse_key_value)
+        .collect::<Result<Vec<_>>>()?;
+    if pairs.is_empty() {
+        bail!("`{s}` holds no KEY=VALUE");
+    }
+    Ok(Pairs(pairs))
+}
+
 /// Parses `KEY=VALUE`; the value may be empty and may contain `=`.
-pub fn parse_env_var(s: &str) -> Result<(String, String)> {
+pub fn parse_key_value(s: &str) -> Result<(String, String)> {
     let (key, value) = s
         .split_once('=')
         .with_context(|| format!("`{s}` has no `=`: write it as KEY=VALUE"))?;
     if key.is_empty() {
-        bail!("`{s}` has an empty name: write it as KEY=VALUE");
-    }
-    if key.contains('\0') || value.contains('\0') {
-        bail!("`{s}` contains a NUL byte, which no environment variable may hold");
+        bail!("`{s}` has an empty key: write it as KEY=VALUE");
     }
     Ok((key.to_string(), value.to_string()))
 }
@@ -396,20 +608,112 @@ mod tests {
         );
     }
 
+    fn var(name: &str, value: Option<&str>) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: value.map(Into::into),
+        }
+    }
+
     #[test]
     fn env_var_splits_at_the_first_equals() {
         assert_eq!(
             parse_env_var("A=b=c").expect("valid"),
-            ("A".into(), "b=c".into())
+            var("A", Some("b=c"))
         );
-        assert_eq!(parse_env_var("A=").expect("valid"), ("A".into(), "".into()));
+        assert_eq!(parse_env_var("A=").expect("valid"), var("A", Some("")));
     }
 
     #[test]
-    fn env_var_needs_a_name_and_an_equals() {
-        assert!(parse_env_var("A").is_err());
+    fn env_var_without_equals_names_a_host_variable() {
+        assert_eq!(parse_env_var("HOME").expect("valid"), var("HOME", None));
         assert!(parse_env_var("=b").is_err());
+        assert!(parse_env_var("").is_err());
         assert!(parse_env_var("A=\0").is_err());
+        assert!(parse_env_var("A\0").is_err());
+    }
+
+    #[test]
+    fn env_name_passes_the_hosts_value_through_or_is_reported_unset() {
+        let c = config(&["--server-id", "1", "--env", "SET", "--env", "UNSET"]);
+        let env = c
+            .guest_env_from(|name| (name == "SET").then(|| "from-host".into()))
+            .expect("valid");
+        assert_eq!(
+            env.vars,
+            vec![
+                ("SERVER_ID".into(), "1".into()),
+                ("SET".into(), "from-host".into())
+            ]
+        );
+        assert_eq!(env.unset, ["UNSET"]);
+        let twice = config(&["--server-id", "1", "--env", "X", "--env", "X=1"]);
+        assert!(twice.guest_env_from(|_| None).is_err());
+        let id = config(&["--server-id", "1", "--env", "SERVER_ID"]);
+        assert!(id.guest_env_from(|_| Some("2".into())).is_err());
+    }
+
+    #[test]
+    fn settings_come_one_per_line_and_blank_lines_are_skipped() {
+        let pairs = parse_pairs("a=1\n\nb=2=3\n").expect("valid");
+        assert_eq!(
+            pairs.0,
+            vec![("a".into(), "1".into()), ("b".into(), "2=3".into())]
+        );
+        assert!(parse_pairs("").is_err());
+        assert!(parse_pairs("a=1\nnovalue").is_err());
+        let c = config(&["--keyvalue", "x=1\ny=2", "--keyvalue", "z=3"]);
+        assert_eq!(c.keyvalue_preload().len(), 3);
+    }
+
+    #[test]
+    fn key_values_need_a_key_and_an_equals() {
+        assert_eq!(
+            parse_key_value("a=b=c").expect("valid"),
+            ("a".into(), "b=c".into())
+        );
+        assert!(parse_key_value("a").is_err());
+        assert!(parse_key_value("=b").is_err());
+    }
+
+    #[test]
+    fn guest_config_starts_with_server_id_and_refuses_it_twice() {
+        let c = config(&["--server-id", "7", "--config", "a=1", "--config", "b="]);
+        assert_eq!(
+            c.guest_config().expect("valid"),
+            vec![
+                ("SERVER_ID".into(), "7".into()),
+                ("a".into(), "1".into()),
+                ("b".into(), "".into())
+            ]
+        );
+        let id = config(&["--server-id", "7", "--config", "SERVER_ID=8"]);
+        assert!(id.guest_config().is_err());
+        let twice = config(&["--server-id", "7", "--config", "a=1", "--config", "a=2"]);
+        assert!(twice.guest_config().is_err());
+    }
+
+    #[test]
+    fn store_urls_are_redis_and_shown_without_credentials() {
+        let url = StoreUrl::parse("redis://user:s3cret@cache.internal:6380/2").expect("valid");
+        assert_eq!(url.to_string(), "redis://cache.internal:6380/2");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.secret(), "redis://user:s3cret@cache.internal:6380/2");
+        let tls = StoreUrl::parse("rediss://:pw@127.0.0.1").expect("valid");
+        assert_eq!(tls.to_string(), "rediss://127.0.0.1");
+        let insecure = StoreUrl::parse("rediss://cache:6380/#insecure").expect("valid");
+        assert_eq!(insecure.secret(), "rediss://cache:6380/#insecure");
+        for bad in [
+            "http://cache:6379",
+            "cache:6379",
+            "redis://",
+            "redis://cache/zero",
+            "",
+        ] {
+            assert!(StoreUrl::parse(bad).is_err(), "{bad}");
+        }
+        let c = config(&["--keyvalue-url", "redis://u:pw@h:1"]);
+        assert!(!format!("{c:?}").contains("pw"));
     }
 
     #[test]
@@ -445,7 +749,7 @@ mod tests {
     fn guest_env_starts_with_server_id_then_extras() {
         let c = config(&["--server-id", "7", "--env", "X=1", "--env", "Y=2"]);
         assert_eq!(
-            c.guest_env().expect("valid"),
+            c.guest_env().expect("valid").vars,
             vec![
                 ("SERVER_ID".into(), "7".into()),
                 ("X".into(), "1".into()),

@@ -1,4 +1,5 @@
-//! A response body that ends cleanly only if its guest finished cleanly.
+//! A response body that ends cleanly only if its guest finished cleanly, and
+//! read its request's body whole.
 //!
 //! `wasmtime-wasi-http` ends a response body normally when the guest's side
 //! of it goes away unfinished, as it does when the guest traps or is cut off
@@ -8,7 +9,13 @@
 //! balancer would take a failed request for a good 200. Wrapped in
 //! [`Checked`], such a body ends with an error instead, so hyper closes the
 //! connection without completing the response.
+//!
+//! The same goes for a guest that answers after its request's body was cut
+//! at `--max-body-bytes` (its read failed there, and it answered anyway, an
+//! echo of the first megabyte, say): if the head has not gone out, the
+//! client gets a 413 instead (`handler.rs`); if it has, the body is cut short.
 
+use crate::guest_output::Output;
 use crate::slot::Slot;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
@@ -29,6 +36,39 @@ pub(crate) enum Verdict {
     /// The instance the body comes from (0.3), which goes on serving other
     /// requests: the body is cut short if the instance has failed.
     Instance(Arc<Health>),
+    /// The request's body, which the guest may have found cut at the limit:
+    /// the response is cut short if it was.
+    Whole(Cut),
+}
+
+/// Whether a request's body was cut at `--max-body-bytes`.
+#[derive(Clone, Default)]
+pub(crate) struct Cut(Arc<AtomicBool>);
+
+impl Cut {
+    pub(crate) fn cut(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_cut(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What a 0.3 response holds until its body has been sent: its request's
+/// place under `--max-concurrency`, and its instance's output, whose
+/// unterminated last line is logged then.
+pub(crate) struct UntilSent {
+    pub(crate) _slot: Slot,
+    pub(crate) output: Option<Output>,
+}
+
+impl Drop for UntilSent {
+    fn drop(&mut self) {
+        if let Some(output) = &self.output {
+            output.flush();
+        }
+    }
 }
 
 /// Whether an instance has failed (trapped, run out of memory, been cut off).
@@ -46,16 +86,16 @@ impl Health {
 }
 
 /// `body`, ending cleanly only if `verdict` says its guest finished cleanly,
-/// holding `slot` until it is dropped.
+/// holding `held` until it is dropped.
 pub(crate) fn checked(
     body: HyperOutgoingBody,
     verdict: Verdict,
-    slot: Option<Slot>,
+    held: Option<UntilSent>,
 ) -> HyperOutgoingBody {
     Checked {
         body,
         verdict: Some(verdict),
-        _slot: slot,
+        _held: held,
     }
     .boxed_unsync()
 }
@@ -64,7 +104,7 @@ struct Checked {
     body: HyperOutgoingBody,
     /// Taken once the end of the body has been judged.
     verdict: Option<Verdict>,
-    _slot: Option<Slot>,
+    _held: Option<UntilSent>,
 }
 
 impl Body for Checked {
@@ -84,13 +124,16 @@ impl Body for Checked {
                     // A guest that went away without a word failed too.
                     Some(Verdict::Call(call)) => ready!(Pin::new(call).poll(cx)).unwrap_or(false),
                     Some(Verdict::Instance(health)) => !health.failed(),
+                    Some(Verdict::Whole(cut)) => !cut.is_cut(),
                 };
                 this.verdict = None;
                 if clean {
                     Poll::Ready(None)
                 } else {
                     Poll::Ready(Some(Err(HttpError::InternalError(Some(
-                        "the guest failed after sending the response head".into(),
+                        "the guest failed, or its request's body was cut, after the response \
+                         head was sent"
+                            .into(),
                     )))))
                 }
             }
@@ -134,9 +177,17 @@ mod tests {
         Verdict::Instance(health)
     }
 
+    fn whole(cut: bool) -> Verdict {
+        let whole = Cut::default();
+        if cut {
+            whole.cut();
+        }
+        Verdict::Whole(whole)
+    }
+
     #[tokio::test]
     async fn a_clean_guest_ends_the_body_normally() {
-        for verdict in [call(Some(true)), instance(false)] {
+        for verdict in [call(Some(true)), instance(false), whole(false)] {
             let collected = checked(body("all"), verdict, None).collect().await;
             assert_eq!(
                 collected.map(|c| c.to_bytes()).ok(),
@@ -151,6 +202,7 @@ mod tests {
             checked(body("part"), call(Some(false)), None),
             checked(body("part"), call(None), None),
             checked(body("part"), instance(true), None),
+            checked(body("part"), whole(true), None),
         ] {
             let first = cut.frame().await.expect("a frame").expect("data");
             assert_eq!(first.into_data().ok(), Some(Bytes::from("part")));

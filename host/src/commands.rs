@@ -2,6 +2,7 @@
 
 use crate::component;
 use crate::engine::{Engines, InstanceLimits};
+use crate::interfaces::{self, Answer};
 use crate::logging::announce;
 use crate::probe;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -25,7 +26,11 @@ pub fn check(component: &Path, allow_precompiled: bool) -> Result<ExitCode> {
         let ty = loaded.component_type();
         report += "  imports:\n";
         for (name, item) in ty.imports(engine) {
-            report += &format!("    {name} ({})\n", kind(&item.ty));
+            let answer = match interfaces::answer(name, world) {
+                Answer::Provided(what) => format!("provided: {what}"),
+                Answer::Missing(why) => format!("NOT PROVIDED: {why}"),
+            };
+            report += &format!("    {name} ({}): {answer}\n", kind(&item.ty));
         }
         report += "  exports:\n";
         for (name, item) in ty.exports(engine) {

@@ -7,6 +7,7 @@
 use crate::cache;
 use crate::engine::{Engines, World};
 use crate::sandbox::Host;
+use crate::{interfaces, keyvalue};
 use anyhow::{Context as _, Result, anyhow, bail};
 use replica_config::Config;
 use std::path::{Path, PathBuf};
@@ -199,25 +200,32 @@ pub(crate) fn link(component: &Component, world: World, path: &Path) -> Result<L
     // A Rust guest's std imports WASI 0.2 whatever its wasi:http generation.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
+    // Settings and state, for guests written for them (`wasmtime serve
+    // -Sconfig -Skeyvalue`, Spin, wasmCloud); a guest that imports neither
+    // is not touched by them.
+    wasmtime_wasi_config::add_to_linker(&mut linker, Host::settings).map_err(|e| anyhow!(e))?;
+    keyvalue::add_to_linker(&mut linker, Host::keyvalue).map_err(|e| anyhow!(e))?;
     if world == World::Service {
         wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(|e| anyhow!(e))?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(|e| anyhow!(e))?;
     }
-    let provided = match world {
-        World::Proxy => {
-            "wasi:cli, wasi:clocks, wasi:io, wasi:random, wasi:filesystem, \
-                         wasi:sockets and wasi:http at 0.2.x"
-        }
-        World::Service => {
-            "wasi:cli, wasi:clocks, wasi:random, wasi:filesystem, \
-                           wasi:sockets and wasi:http at 0.3.0, and WASI 0.2.x"
-        }
-    };
     let pre = linker.instantiate_pre(component).map_err(|e| {
-        anyhow!(e).context(format!(
-            "{shown} imports something this host does not provide (for a {world} \
-             component it provides {provided})"
-        ))
+        let engine = component.engine();
+        let ty = component.component_type();
+        let names: Vec<&str> = ty.imports(engine).map(|(name, _)| name).collect();
+        let missing = interfaces::missing(names, world);
+        if missing.is_empty() {
+            // Each import is one this host provides, but not in the shape
+            // the component expects: wasmtime's own words say where.
+            return anyhow!(e).context(format!(
+                "{shown} imports an interface this host provides, in another shape \
+                 (`replica-host check` lists what it imports)"
+            ));
+        }
+        anyhow!(
+            "{shown} imports what this host does not provide:\n  - {}",
+            missing.join("\n  - ")
+        )
     })?;
     let linked = match world {
         World::Proxy => ProxyPre::new(pre).map(Linked::Proxy),

@@ -1,9 +1,17 @@
 //! The guest's stdout and stderr, sent to the log one line at a time (target
 //! `guest`). A line is logged within the span of the request being served, so
 //! it carries that request's id, method and path.
+//!
+//! Each stream of an instance keeps one line buffer, whatever handles the
+//! guest writes through: many toolchains ask for a new stdout or stderr
+//! handle for every `print!`, and a line written in six pieces through six
+//! handles is still one line. A last line left without its newline is logged
+//! when the request ends ([`Output::flush`]) or the instance goes.
 
 use crate::span;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -12,22 +20,107 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// the host hold more than this.
 const MAX_LINE: usize = 64 * 1024;
 
-/// A guest's stdout or stderr.
+/// One instance's stdout and stderr.
+#[derive(Clone)]
+pub(crate) struct Output(Arc<Streams>);
+
+struct Streams {
+    stdout: Mutex<Lines>,
+    stderr: Mutex<Lines>,
+    /// Whether anything was written since the last flush: most requests
+    /// print nothing, and their flush then takes no lock.
+    written: AtomicBool,
+}
+
+impl Output {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Streams {
+            stdout: Mutex::default(),
+            stderr: Mutex::default(),
+            written: AtomicBool::new(false),
+        }))
+    }
+
+    pub(crate) fn stdout(&self) -> GuestOutput {
+        GuestOutput {
+            stream: Stream::Stdout,
+            output: self.clone(),
+        }
+    }
+
+    pub(crate) fn stderr(&self) -> GuestOutput {
+        GuestOutput {
+            stream: Stream::Stderr,
+            output: self.clone(),
+        }
+    }
+
+    /// Logs the last line of each stream if it is still unterminated: the
+    /// request that wrote it is over.
+    pub(crate) fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+impl Streams {
+    fn lines(&self, stream: Stream) -> std::sync::MutexGuard<'_, Lines> {
+        let lines = match stream {
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
+        };
+        // A line buffer has no invariant a panic could break.
+        lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        self.written.store(true, Ordering::Relaxed);
+        self.lines(stream).push(bytes, |line| log(stream, line));
+    }
+
+    fn flush(&self) {
+        if !self.written.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            self.lines(stream).finish(|line| log(stream, line));
+        }
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 #[derive(Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A guest's stdout or stderr, as WASI hands it out: every handle writes into
+/// its instance's one buffer for that stream.
+#[derive(Clone)]
 pub(crate) struct GuestOutput {
-    stream: &'static str,
+    stream: Stream,
+    output: Output,
 }
 
 impl GuestOutput {
-    pub(crate) fn new(stream: &'static str) -> Self {
-        Self { stream }
-    }
-
-    fn logger(self) -> LineLogger {
-        LineLogger {
-            output: self,
-            lines: Lines::default(),
-        }
+    fn write(&self, bytes: &[u8]) {
+        self.output.0.write(self.stream, bytes);
     }
 }
 
@@ -41,11 +134,11 @@ impl StdoutStream for GuestOutput {
     // A direct stream: the default adapter would start a task per stream, that
     // is, per instance.
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.logger())
+        Box::new(self.clone())
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.logger())
+        Box::new(self.clone())
     }
 }
 
@@ -88,44 +181,21 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// One stream of one instance, logging its lines.
-struct LineLogger {
-    output: GuestOutput,
-    lines: Lines,
-}
-
-impl LineLogger {
-    fn write(&mut self, bytes: &[u8]) {
-        let stream = self.output.stream;
-        self.lines.push(bytes, |line| log(stream, line));
-    }
-
-    fn flush_partial(&mut self) {
-        let stream = self.output.stream;
-        self.lines.finish(|line| log(stream, line));
-    }
-}
-
-fn log(stream: &'static str, line: &[u8]) {
+fn log(stream: Stream, line: &[u8]) {
     let text = String::from_utf8_lossy(line);
+    let stream = stream.name();
     span::log(|| tracing::info!(target: "guest", stream, "{text}"));
 }
 
-impl Drop for LineLogger {
-    fn drop(&mut self) {
-        self.flush_partial();
-    }
-}
-
 #[async_trait::async_trait]
-impl Pollable for LineLogger {
+impl Pollable for GuestOutput {
     // Logging never blocks: always ready.
     async fn ready(&mut self) {}
 }
 
-impl OutputStream for LineLogger {
+impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        LineLogger::write(self, &bytes);
+        GuestOutput::write(self, &bytes);
         Ok(())
     }
 
@@ -138,13 +208,13 @@ impl OutputStream for LineLogger {
     }
 }
 
-impl tokio::io::AsyncWrite for LineLogger {
+impl tokio::io::AsyncWrite for GuestOutput {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         _: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        LineLogger::write(&mut self, bytes);
+        GuestOutput::write(&self, bytes);
         Poll::Ready(Ok(bytes.len()))
     }
 
@@ -152,8 +222,9 @@ impl tokio::io::AsyncWrite for LineLogger {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.flush_partial();
+    // A stream's end is not its line's: the guest may go on writing the line
+    // through another stream.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 }

@@ -3,6 +3,7 @@
 //! the access log and the metrics.
 
 use crate::answer::Failure;
+use crate::body::{self, Cut, Verdict};
 use crate::drain::Drained;
 use crate::guest::LocalGuests;
 use crate::metrics::Metrics;
@@ -10,7 +11,7 @@ use crate::slot::Slots;
 use crate::span::{self, InRequest, RequestSpan};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use replica_config::Config;
@@ -133,15 +134,24 @@ impl Handler {
             return rejection;
         }
         // A body sent without a length is cut off at the limit: the guest's
-        // read fails there.
+        // read fails there, and whatever it answers, the client is told (a
+        // 413 if nothing was sent yet, a response cut short otherwise).
         let max_body = self.limits.max_body_bytes;
         let version = req.version();
+        let cut = (!req.body().is_end_stream() && !req.headers().contains_key(CONTENT_LENGTH))
+            .then(Cut::default);
+        let cutting = cut.clone();
         let req = req.map(|body| {
             let body = Drained::new(body, version);
             Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).map_err(move |e| {
                 match e.downcast::<hyper::Error>() {
                     Ok(e) => HttpError::from(*e),
-                    Err(_) => HttpError::HttpRequestBodySize(Some(max_body)),
+                    Err(_) => {
+                        if let Some(cut) = &cutting {
+                            cut.cut();
+                        }
+                        HttpError::HttpRequestBodySize(Some(max_body))
+                    }
                 }
             })
         });
@@ -153,13 +163,24 @@ impl Handler {
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return busy;
         };
-        match self.guests.respond(req, slot).await {
+        let response = match self.guests.respond(req, slot).await {
             Ok(response) => response,
-            Err(Failure::Timeout) => json_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
-            Err(Failure::Internal) => {
-                json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            Err(Failure::Timeout) => {
+                return json_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
             }
+            Err(Failure::Internal) => {
+                return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+        };
+        let Some(cut) = cut else {
+            return response;
+        };
+        if cut.is_cut() {
+            span::log(|| tracing::warn!("request body over --max-body-bytes: answering 413"));
+            self.metrics.rejected("body");
+            return too_large();
         }
+        response.map(|body| body::checked(body, Verdict::Whole(cut), None))
     }
 
     /// A JSON 400, 431 or 413 for a request the guest cannot be given: no
@@ -196,13 +217,14 @@ impl Handler {
             .get(CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.limits.max_body_bytes) {
-            return Some((
-                "body",
-                json_error(StatusCode::PAYLOAD_TOO_LARGE, "Content Too Large"),
-            ));
+            return Some(("body", too_large()));
         }
         None
     }
+}
+
+fn too_large() -> Response<HyperOutgoingBody> {
+    json_error(StatusCode::PAYLOAD_TOO_LARGE, "Content Too Large")
 }
 
 /// A JSON error in the shape FastAPI uses: `{"detail": "..."}`.

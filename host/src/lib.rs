@@ -18,6 +18,8 @@ mod engine;
 mod guest;
 mod guest_output;
 mod handler;
+mod interfaces;
+mod keyvalue;
 mod listeners;
 mod logging;
 mod metrics;
@@ -59,7 +61,11 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// Serves until SIGTERM or SIGINT. Configuration and the component are checked
 /// before the socket is bound, so a bad one fails at once.
 pub fn run(config: Config) -> Result<()> {
-    let sandbox = Sandbox::new(&config)?;
+    let metrics = match config.metrics_addr {
+        Some(_) => Metrics::on(config.metrics_routes.clone()),
+        None => Metrics::off(),
+    };
+    let sandbox = Sandbox::new(&config, metrics.clone())?;
     let tls = tls::Tls::from_config(&config)?.map(Arc::new);
     let engines = Arc::new(Engines::new(InstanceLimits::from(&config)));
     let source = component::Source::from(&config);
@@ -69,10 +75,6 @@ pub fn run(config: Config) -> Result<()> {
         config.component.display(),
         linked.world()
     );
-    let metrics = match config.metrics_addr {
-        Some(_) => Metrics::on(config.metrics_routes.clone()),
-        None => Metrics::off(),
-    };
     let guests = Arc::new(Guests::new(linked, sandbox, &config, metrics.clone()));
     let reloader = Arc::new(Reloader::new(
         engines,

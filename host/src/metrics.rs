@@ -33,6 +33,12 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
 /// Latency buckets from 100 µs to 10 s.
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
@@ -58,6 +64,7 @@ struct Registered {
     timeouts: Counter,
     rejections: Family<ReasonLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
+    keyvalue: Family<StoreLabels, Counter>,
 }
 
 impl Metrics {
@@ -114,6 +121,12 @@ impl Metrics {
         );
         let reloads = Family::<OutcomeLabels, Counter>::default();
         registry.register("reloads", "Component reloads, by outcome", reloads.clone());
+        let keyvalue = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "keyvalue_operations",
+            "wasi:keyvalue calls that reached the store, by operation and outcome (ok, error)",
+            keyvalue.clone(),
+        );
         Self(Some(Arc::new(Registered {
             registry,
             routes: Routes::new(routes),
@@ -126,6 +139,7 @@ impl Metrics {
             timeouts,
             rejections,
             reloads,
+            keyvalue,
         })))
     }
 
@@ -188,6 +202,17 @@ impl Metrics {
     pub(crate) fn reloaded(&self, outcome: &'static str) {
         if let Some(m) = &self.0 {
             m.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+        }
+    }
+
+    /// A wasi:keyvalue `operation` that reached the store, and whether it
+    /// succeeded.
+    pub(crate) fn keyvalue(&self, operation: &'static str, ok: bool) {
+        if let Some(m) = &self.0 {
+            let outcome = if ok { "ok" } else { "error" };
+            m.keyvalue
+                .get_or_create(&StoreLabels { operation, outcome })
+                .inc();
         }
     }
 

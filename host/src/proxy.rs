@@ -132,6 +132,8 @@ impl ProxyGuest {
                 .wasi_http_incoming_handler()
                 .call_handle(&mut instance.store, req, out)
                 .await?;
+            // The request is over: a line it left unterminated is logged now.
+            instance.store.data().output().flush();
             Ok::<_, wasmtime::Error>(instance)
         };
         match tokio::time::timeout(self.timeout, call).await {

@@ -17,7 +17,8 @@
 //!   shared the instance, and with it its fate.
 
 use crate::answer::{Answer, Failure};
-use crate::body::{self, Health, Verdict};
+use crate::body::{self, Health, UntilSent, Verdict};
+use crate::guest_output::Output;
 use crate::metrics::Metrics;
 use crate::pool::Reuse;
 use crate::sandbox::{self, Host, Sandbox};
@@ -101,17 +102,25 @@ impl ServiceGuest {
     /// body has been sent), and returns its response, or why there is none.
     pub(crate) async fn respond(&self, req: Request<WasiBody>, slot: Slot) -> Answer {
         let started = Instant::now();
-        // The worker that takes the request sends its instance's health.
+        // The worker that takes the request sends its instance's health and
+        // output.
         // No timer here: the worker's expiry (`on_request_start`, and `Expiry`
         // for a guest that holds its instance in a loop) ends a request that
         // runs past the timeout.
-        let (health_sender, mut health) = oneshot::channel();
-        match self.handler.handle(health_sender, req).await {
+        let (taken, mut instance) = oneshot::channel();
+        match self.handler.handle(taken, req).await {
             Ok(response) => {
-                let health = health.try_recv().unwrap_or_default();
-                Ok(response.map(|b| body::checked(b, Verdict::Instance(health), Some(slot))))
+                let (health, output) = match instance.try_recv() {
+                    Ok((health, output)) => (health, Some(output)),
+                    Err(_) => (Arc::default(), None),
+                };
+                let held = UntilSent {
+                    _slot: slot,
+                    output,
+                };
+                Ok(response.map(|b| body::checked(b, Verdict::Instance(health), Some(held))))
             }
-            Err(e) => Err(self.failure(e, started, health.try_recv().ok())),
+            Err(e) => Err(self.failure(e, started, instance.try_recv().ok().map(|(h, _)| h))),
         }
     }
 
@@ -234,8 +243,9 @@ struct Worker {
 
 impl WorkerState for Worker {
     type StoreData = Host;
-    /// Where the instance's health goes, for the request's response body.
-    type RequestData = oneshot::Sender<Arc<Health>>;
+    /// Where the instance's health and output go, for the request's
+    /// response body.
+    type RequestData = oneshot::Sender<(Arc<Health>, Output)>;
 
     fn should_accept_request(&self, at_once: usize, served: usize) -> ShouldAccept {
         if self.health.failed()
@@ -252,11 +262,11 @@ impl WorkerState for Worker {
 
     fn on_request_start(
         &self,
-        _store: StoreContextMut<'_, Host>,
-        health: Self::RequestData,
+        store: StoreContextMut<'_, Host>,
+        taken: Self::RequestData,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
-        let _ = health.send(self.health.clone());
+        let _ = taken.send((self.health.clone(), store.data().output().clone()));
         // When this resolves before the response, the request gets a 504 and
         // the instance takes no more requests.
         Box::pin(tokio::time::sleep(self.timeout))

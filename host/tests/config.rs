@@ -67,7 +67,7 @@ fn refuses_files_that_are_not_components() {
             "odd-import.wat",
             b"(component (import \"acme:db/query@1.0.0\" (instance $q (export \"run\" (func)))) \
                (instance $h) (export \"wasi:http/incoming-handler@0.2.12\" (instance $h)))",
-            "imports something this host does not provide",
+            "imports what this host does not provide:\n  - acme:db/query@1.0.0: not provided by this host",
         ),
     ];
     for (name, bytes, expected) in cases {
@@ -100,15 +100,45 @@ fn refuses_malformed_env_flags() {
     let guest = replica_guest();
     let guest = guest.to_str().expect("utf-8");
     assert_refused(
-        &[guest, "--env", "NOEQUALS"],
+        &[guest, "--env", "=VALUE"],
         &[("SERVER_ID", "1")],
-        &["KEY=VALUE"],
+        &["empty name", "NAME=VALUE"],
     );
     assert_refused(
         &[guest, "--env", "SERVER_ID=2"],
         &[("SERVER_ID", "1")],
         &["--server-id"],
     );
+    assert_refused(
+        &[guest, "--env", "SERVER_ID"],
+        &[("SERVER_ID", "1")],
+        &["--server-id"],
+    );
+}
+
+#[test]
+fn env_name_alone_passes_the_hosts_own_variable_through() {
+    let server = Server::start(
+        &faulty_guest(),
+        &["--env", "PASSED", "--env", "ABSENT", "--env", "SET=here"],
+        &[
+            ("SERVER_ID", "5"),
+            ("PASSED", "from the host"),
+            ("OTHER", "no"),
+        ],
+    );
+    let reply = get(&server.url("/env"));
+    let mut vars: Vec<&str> = reply.body.lines().collect();
+    vars.sort_unstable();
+    assert_eq!(vars, ["PASSED=from the host", "SERVER_ID=5", "SET=here"]);
+    // A name the host does not have is said, once, at start.
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("--env ABSENT: this host has no ABSENT in its environment")
+            && stderr.contains("--env ABSENT=VALUE"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--env PASSED"), "{stderr}");
 }
 
 #[test]

@@ -51,7 +51,11 @@ fn scratch(name: &str, contents: &str) -> std::path::PathBuf {
 }
 
 fn the_dockerfiles_pass_hadolint() {
-    for file in ["Dockerfile", "deploy/haproxy/Dockerfile"] {
+    for file in [
+        "Dockerfile",
+        "deploy/haproxy/Dockerfile",
+        "deploy/redis/Dockerfile",
+    ] {
         let out = venv_tool("hadolint", &[file]);
         assert!(out.status.success(), "hadolint {file}: {}", text(&out));
     }
@@ -101,15 +105,22 @@ fn the_kubernetes_manifest_is_valid_and_made_for_zero_downtime() {
 
 fn the_compose_file_is_valid() {
     let compose = common::needs::compose().expect("Compose is here (checked by the harness)");
-    let config = |file: &str| {
-        Command::new(compose[0])
-            .args(&compose[1..])
-            .args(["-f", file, "config", "-q"])
+    let config_of = |files: &[&str]| {
+        let mut cmd = Command::new(compose[0]);
+        cmd.args(&compose[1..]);
+        for file in files {
+            cmd.args(["-f", file]);
+        }
+        cmd.args(["config", "-q"])
             .current_dir(workspace())
             .output()
             .expect("Compose runs")
     };
+    let config = |file: &str| config_of(&[file]);
     let out = config("compose.yaml");
+    assert!(out.status.success(), "{}", text(&out));
+    // The Redis overlay, on top of it.
+    let out = config_of(&["compose.yaml", "compose.redis.yaml"]);
     assert!(out.status.success(), "{}", text(&out));
     let broken = scratch(
         "compose.yaml",

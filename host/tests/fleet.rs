@@ -1,14 +1,19 @@
-//! A fleet: three replicas behind HAProxy (`compose.yaml`), under a constant,
-//! bounded load through the load balancer (8 clients, at most 20,000
-//! requests a phase): a rolling upgrade by hot swap, another by container
-//! replacement, a replica killed (SIGKILL) and started again, a replica
-//! stopped (drained). No request may fail. Prints the figures.
+//! A fleet: three replicas behind HAProxy, sharing a Redis (`compose.yaml`
+//! and `compose.redis.yaml`), under a constant, bounded load through the load
+//! balancer (8 clients, at most 20,000 requests a phase): a rolling upgrade
+//! by hot swap, another by container replacement, a replica killed (SIGKILL)
+//! and started again, a replica stopped (drained). No request may fail.
+//! Then, with a guest that keeps a counter in wasi:keyvalue on every
+//! replica, increments through the load balancer land exactly once. Prints
+//! the figures.
 
 mod common;
 
-use common::docker::{IMAGE, LB_IMAGE, docker, docker_ok, image, lb_image, succeeded, text};
+use common::docker::{
+    IMAGE, LB_IMAGE, REDIS_IMAGE, docker, docker_ok, image, lb_image, redis_image, succeeded, text,
+};
 use common::needs::{Test, Tool};
-use common::{eventually, faulty_guest, replica_guest, workspace};
+use common::{eventually, faulty_guest, replica_guest, stateful_guest, workspace};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -42,8 +47,8 @@ struct Fleet {
 
 impl Fleet {
     fn up() -> Fleet {
-        let (replica, lb) = (image(), lb_image());
-        assert_eq!((replica, lb), (IMAGE, LB_IMAGE));
+        let images = (image(), lb_image(), redis_image());
+        assert_eq!(images, (IMAGE, LB_IMAGE, REDIS_IMAGE));
         let fleet = Fleet {
             project: format!("replicafleet{}", std::process::id()),
         };
@@ -67,7 +72,17 @@ impl Fleet {
     fn command(&self) -> Vec<String> {
         let compose = common::needs::compose().expect("Compose is here (checked by the harness)");
         let mut command: Vec<String> = compose.iter().map(|s| s.to_string()).collect();
-        command.extend(["-p", &self.project, "-f", "compose.yaml"].map(String::from));
+        command.extend(
+            [
+                "-p",
+                &self.project,
+                "-f",
+                "compose.yaml",
+                "-f",
+                "compose.redis.yaml",
+            ]
+            .map(String::from),
+        );
         command
     }
 
@@ -92,6 +107,7 @@ impl Fleet {
         let mut env = vec![
             ("REPLICA_IMAGE".to_string(), IMAGE.to_string()),
             ("LB_IMAGE".to_string(), LB_IMAGE.to_string()),
+            ("REDIS_IMAGE".to_string(), REDIS_IMAGE.to_string()),
             ("LB_PORT".to_string(), LB_PORT.to_string()),
         ];
         for (i, port) in REPLICA_PORTS.iter().enumerate() {
@@ -335,4 +351,64 @@ fn a_fleet_behind_haproxy_upgrades_and_loses_replicas_without_failing_a_request(
         fetch(&format!("http://127.0.0.1:{}/home", REPLICA_PORTS[0])),
         Some(replica_home(1))
     );
+
+    // A guest that keeps a counter in wasi:keyvalue, on every replica (the
+    // stopped one started again): increments spread over the three by the
+    // load balancer land in the one Redis, each exactly once.
+    fleet.compose_ok(&["start", "replica3"]);
+    let replica3 = fleet.container("replica3");
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &replica3]) == "healthy"
+        }),
+        "replica3 never turned healthy again"
+    );
+    fleet.upgrade(false, &stateful_guest());
+    let total = count_through_the_load_balancer();
+    println!("{total} increments through the load balancer, each counted once");
+    let stored = fleet.compose_ok(&[
+        "exec",
+        "-T",
+        "redis",
+        "redis-cli",
+        "HGET",
+        "wasi:keyvalue:",
+        "hits",
+    ]);
+    assert_eq!(stored, total.to_string());
+}
+
+/// Increments the shared counter through the load balancer from CLIENTS
+/// clients, a connection per request; checks that every increment got a
+/// count of its own (none lost, none doubled: a store per replica would
+/// give each replica's first increment a 1); returns how many.
+fn count_through_the_load_balancer() -> usize {
+    const EACH: usize = 50;
+    let url = format!("http://127.0.0.1:{LB_PORT}/kv/incr?key=hits");
+    let counts: Vec<u64> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..EACH)
+                        .map(|_| {
+                            // A connection per request, so that the load
+                            // balancer spreads them.
+                            let reply =
+                                common::request(&common::client(), "GET", &url).expect("an answer");
+                            assert_eq!(reply.status, 200, "{}", reply.body);
+                            reply.body.parse::<u64>().expect("a count")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client"))
+            .collect()
+    });
+    let total = CLIENTS * EACH;
+    let distinct: std::collections::BTreeSet<u64> = counts.into_iter().collect();
+    assert_eq!(distinct, (1..=total as u64).collect());
+    total
 }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{HOST, Server, faulty_guest, get, replica_guest, replica_guest_p3, run_host};
+use common::{
+    HOST, Server, faulty_guest, get, metric, replica_guest, replica_guest_p3, run_host, scrape,
+};
 use nix::sys::signal::Signal;
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
@@ -59,6 +61,42 @@ fn the_access_log_has_one_json_line_per_request_and_guest_output_is_tagged() {
 }
 
 #[test]
+fn a_line_written_through_several_handles_is_one_log_entry() {
+    let server = Server::start(
+        &faulty_guest(),
+        &["--log-format", "json"],
+        &[("SERVER_ID", "1"), ("RUST_LOG", "")],
+    );
+    assert_eq!(get(&server.url("/print-pieces")).body, "printed");
+    // The line left without its newline is logged when the request ends.
+    server.wait_for_log("no newline at the end", 1);
+    let lines = json_lines(&server.stderr());
+    let guest: Vec<_> = lines.iter().filter(|l| l["target"] == "guest").collect();
+    let messages: Vec<(&str, &str)> = guest
+        .iter()
+        .map(|l| {
+            (
+                l["stream"].as_str().unwrap_or_default(),
+                l["message"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            ("stderr", "start a print 1234"),
+            ("stdout", "no newline at the end")
+        ],
+        "{}",
+        server.stderr()
+    );
+    // Both in the span of the request that wrote them.
+    for line in guest {
+        assert_eq!(line["span"]["path"], "/print-pieces");
+    }
+}
+
+#[test]
 fn the_access_log_is_off_unless_asked_for() {
     let server = Server::start(
         &faulty_guest(),
@@ -71,31 +109,6 @@ fn the_access_log_is_off_unless_asked_for() {
     assert_eq!(get(&server.url("/print")).status, 200);
     server.wait_for_log("hello from the guest", 1);
     assert!(!server.stderr().contains("access"), "{}", server.stderr());
-}
-
-fn scrape(server: &Server) -> String {
-    let line = server.stdout();
-    let addr = line
-        .lines()
-        .find_map(|l| l.strip_prefix("metrics on http://"))
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("no metrics line in {line:?}"))
-        .to_string();
-    let reply = get(&format!("http://{addr}/metrics"));
-    assert_eq!(reply.status, 200);
-    assert!(
-        reply
-            .header("content-type")
-            .is_some_and(|t| t.starts_with("application/openmetrics-text"))
-    );
-    reply.body
-}
-
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
 }
 
 #[test]
@@ -131,40 +144,40 @@ fn metrics_count_requests_instances_traps_timeouts_rejections_and_reloads() {
 
     let metrics = scrape(&server);
     assert_eq!(
-        value(
+        metric(
             &metrics,
             r#"replica_requests_total{route="/home",status="200"}"#
         ),
         4.0
     );
     assert_eq!(
-        value(
+        metric(
             &metrics,
             r#"replica_requests_total{route="other",status="404"}"#
         ),
         1.0
     );
     assert_eq!(
-        value(
+        metric(
             &metrics,
             r#"replica_requests_total{route="/home",status="431"}"#
         ),
         1.0
     );
     assert_eq!(
-        value(&metrics, r#"replica_rejections_total{reason="headers"}"#),
+        metric(&metrics, r#"replica_rejections_total{reason="headers"}"#),
         1.0
     );
     assert_eq!(
-        value(&metrics, r#"replica_reloads_total{outcome="ok"}"#),
+        metric(&metrics, r#"replica_reloads_total{outcome="ok"}"#),
         1.0
     );
-    assert!(value(&metrics, "replica_instantiations_total") >= 1.0);
+    assert!(metric(&metrics, "replica_instantiations_total") >= 1.0);
     assert_eq!(
-        value(&metrics, "replica_request_duration_seconds_count"),
+        metric(&metrics, "replica_request_duration_seconds_count"),
         6.0
     );
-    assert_eq!(value(&metrics, "replica_instances_in_use"), 0.0);
+    assert_eq!(metric(&metrics, "replica_instances_in_use"), 0.0);
     assert!(metrics.trim_end().ends_with("# EOF"));
 
     // Traps and timeouts, from the faulty guest.
@@ -181,8 +194,8 @@ fn metrics_count_requests_instances_traps_timeouts_rejections_and_reloads() {
     assert_eq!(get(&faulty.url("/trap")).status, 500);
     assert_eq!(get(&faulty.url("/loop")).status, 504);
     let metrics = scrape(&faulty);
-    assert_eq!(value(&metrics, "replica_traps_total"), 1.0);
-    assert_eq!(value(&metrics, "replica_timeouts_total"), 1.0);
+    assert_eq!(metric(&metrics, "replica_traps_total"), 1.0);
+    assert_eq!(metric(&metrics, "replica_timeouts_total"), 1.0);
 
     // The same from a 0.3 component.
     let faulty_p3 = Server::start(
@@ -199,10 +212,10 @@ fn metrics_count_requests_instances_traps_timeouts_rejections_and_reloads() {
     assert_eq!(get(&faulty_p3.url("/loop")).status, 504);
     assert_eq!(get(&faulty_p3.url("/ok")).status, 200);
     let metrics = scrape(&faulty_p3);
-    assert_eq!(value(&metrics, "replica_traps_total"), 1.0);
-    assert_eq!(value(&metrics, "replica_timeouts_total"), 1.0);
-    assert_eq!(value(&metrics, "replica_instances_in_use"), 0.0);
-    assert!(value(&metrics, "replica_instantiations_total") >= 3.0);
+    assert_eq!(metric(&metrics, "replica_traps_total"), 1.0);
+    assert_eq!(metric(&metrics, "replica_timeouts_total"), 1.0);
+    assert_eq!(metric(&metrics, "replica_instances_in_use"), 0.0);
+    assert!(metric(&metrics, "replica_instantiations_total") >= 3.0);
 }
 
 #[test]
@@ -339,8 +352,23 @@ fn help_lists_every_setting_and_subcommand() {
         "--metrics-addr",
         "--metrics-route",
         "--workers",
+        "--config",
+        "--keyvalue",
+        "--keyvalue-url",
+        "--keyvalue-max-bytes",
+        "--keyvalue-max-value-bytes",
+        "--keyvalue-timeout",
         "[env: SERVER_ID=]",
     ] {
         assert!(help.contains(item), "--help lacks {item}:\n{help}");
     }
+    // The store's URL may hold a password: --help never shows its value.
+    let out = std::process::Command::new(HOST)
+        .arg("--help")
+        .env("REPLICA_KEYVALUE_URL", "redis://:s3cret@cache:6379")
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("[env: REPLICA_KEYVALUE_URL]"), "{help}");
+    assert!(!help.contains("s3cret"), "{help}");
 }

@@ -26,6 +26,13 @@ fn assert_internal_error(reply: &common::Reply) {
 }
 
 #[test]
+fn a_body_cut_at_the_limit_is_never_a_clean_success() {
+    let server = faulty(&["--max-body-bytes", "1000"]);
+    common::assert_cut_bodies_are_never_a_clean_success(&server);
+    assert_eq!(get(&server.url("/ok")).status, 200);
+}
+
+#[test]
 fn the_replica_guest_answers_its_routes() {
     let server = Server::start(&replica_guest_p3(), &[], &[("SERVER_ID", "3")]);
     let home = get(&server.url("/home"));

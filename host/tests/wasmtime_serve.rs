@@ -93,3 +93,39 @@ fn without_server_id_home_is_500_and_heartbeat_200() {
         assert_eq!(common::get(&theirs.url("/heartbeat")).status, 200);
     }
 }
+
+/// The stateful guest under `wasmtime serve -Sconfig -Skeyvalue` and under
+/// this host, given the same settings: wasi:config answers alike, and the
+/// difference in wasi:keyvalue is the one this host is for (upstream's store
+/// starts every request from the preloaded data).
+#[test]
+fn a_guest_from_elsewhere_reads_the_same_config_and_keeps_what_it_writes_only_here() {
+    let mut cmd = Command::new(wasmtime_cli());
+    cmd.args(["serve", "-Scli", "-Sconfig", "-Sconfig-var=greeting=hi"])
+        .args(["-Skeyvalue", "-Skeyvalue-in-memory-data=hello=world"])
+        .args(["--addr", "127.0.0.1:0"])
+        .arg(common::stateful_guest());
+    let theirs = Server::spawn(cmd, &[], "Serving HTTP on http://");
+    let ours = Server::start(
+        &common::stateful_guest(),
+        &["--config", "greeting=hi", "--keyvalue", "hello=world"],
+        &[("SERVER_ID", "1")],
+    );
+    let agent = client();
+    let answer = |server: &Server, path: &str| {
+        let reply = request(&agent, "GET", &server.url(path)).expect("an answer");
+        (reply.status, reply.body)
+    };
+    for path in [
+        "/config?key=greeting",
+        "/config?key=nope",
+        "/kv/get?key=hello",
+        "/kv/get?key=absent",
+        "/kv/incr?key=n",
+    ] {
+        assert_eq!(answer(&theirs, path), answer(&ours, path), "{path}");
+    }
+    // The second increment: upstream starts again from nothing.
+    assert_eq!(answer(&theirs, "/kv/incr?key=n"), (200, "1".to_string()));
+    assert_eq!(answer(&ours, "/kv/incr?key=n"), (200, "2".to_string()));
+}

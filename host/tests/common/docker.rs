@@ -14,6 +14,9 @@ pub const IMAGE: &str = "replica-test/replica:latest";
 /// The load balancer's image, as the tests build it.
 pub const LB_IMAGE: &str = "replica-test/lb:latest";
 
+/// The fleet's Redis image, as the tests build it.
+pub const REDIS_IMAGE: &str = "replica-test/redis:latest";
+
 pub fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
@@ -115,4 +118,17 @@ pub fn lb_image() -> &'static str {
         )
     });
     LB_IMAGE
+}
+
+/// Builds the fleet's Redis image once per test binary.
+pub fn redis_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        build(
+            "deploy/redis",
+            REDIS_IMAGE,
+            &[("BASE_IMAGE", &bases().debian)],
+        )
+    });
+    REDIS_IMAGE
 }

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod needs;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub fn guests() -> &'static Path {
             .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
             .args(["-p", "replica-guest", "-p", "faulty-guest"])
             .args(["-p", "replica-guest-p3", "-p", "faulty-guest-p3"])
+            .args(["-p", "stateful-guest"])
             .env("CARGO_TARGET_DIR", &target)
             .status()
             .expect("cargo runs");
@@ -55,6 +57,11 @@ pub fn replica_guest() -> PathBuf {
 
 pub fn faulty_guest() -> PathBuf {
     guests().join("faulty_guest.wasm")
+}
+
+/// A guest from elsewhere: wasi:config and wasi:keyvalue over wasi:http 0.2.
+pub fn stateful_guest() -> PathBuf {
+    guests().join("stateful_guest.wasm")
 }
 
 /// The replica guest as a wasi:http/service 0.3 component.
@@ -345,7 +352,28 @@ pub fn request(agent: &ureq::Agent, method: &str, url: &str) -> Result<Reply, ur
         .uri(url)
         .body(())
         .expect("a valid request");
-    let mut response = agent.run(req)?;
+    reply(method, agent.run(req)?)
+}
+
+/// `method` `url` with `body` (sent with a content-length).
+pub fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: &[u8],
+) -> Result<Reply, ureq::Error> {
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(body)
+        .expect("a valid request");
+    reply(method, agent.run(req)?)
+}
+
+fn reply(
+    method: &str,
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<Reply, ureq::Error> {
     let headers = response
         .headers()
         .iter()
@@ -366,6 +394,34 @@ pub fn request(agent: &ureq::Agent, method: &str, url: &str) -> Result<Reply, ur
 
 pub fn get(url: &str) -> Reply {
     request(&client(), "GET", url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// The metrics of a server started with `--metrics-addr 127.0.0.1:0`, as
+/// OpenMetrics text.
+pub fn scrape(server: &Server) -> String {
+    let line = server.stdout();
+    let addr = line
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics on http://"))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics line in {line:?}"))
+        .to_string();
+    let reply = get(&format!("http://{addr}/metrics"));
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text"))
+    );
+    reply.body
+}
+
+/// The value of one `series` (name and labels, as written) in `metrics`.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
 }
 
 /// Finds the official `wasmtime` CLI: `$WASMTIME`, the project's `.venv`
@@ -397,4 +453,66 @@ pub fn read_chunked_response(stream: &mut impl Read) -> Vec<u8> {
         response.extend_from_slice(&buf[..n]);
     }
     response
+}
+
+/// Sends `bytes` and returns what came back before the server closed or went
+/// quiet for `wait`.
+pub fn raw(server: &Server, bytes: &[u8], wait: Duration) -> String {
+    let mut stream = std::net::TcpStream::connect(server.addr).expect("connect");
+    stream.set_read_timeout(Some(wait)).expect("timeout");
+    let _ = std::io::Write::write_all(&mut stream, bytes);
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// What a client sees of a body cut at `--max-body-bytes 1000` (the server's
+/// setting) by a guest that answers whatever its read said: a 413 when the
+/// guest answers after reading (`/echo-after`); a response cut short, never
+/// complete, when it streamed its answer as it read (`/echo`).
+pub fn assert_cut_bodies_are_never_a_clean_success(server: &Server) {
+    let chunk = "x".repeat(4000);
+    let after = raw(
+        server,
+        format!(
+            "POST /echo-after HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert!(after.starts_with("HTTP/1.1 413"), "{after}");
+    assert!(
+        after.ends_with(r#"{"detail":"Content Too Large"}"#),
+        "{after}"
+    );
+
+    // The head and the echo of a first piece go out; then the rest of the
+    // body goes over the limit.
+    let mut stream = std::net::TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let head =
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\na\r\nfirst part\r\n";
+    std::io::Write::write_all(&mut stream, head.as_bytes()).expect("send");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("first part") {
+        let n = stream.read(&mut buf).expect("the echo of the first part");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let rest = format!("{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len());
+    let _ = std::io::Write::write_all(&mut stream, rest.as_bytes());
+    // The server closes the connection without ending the body.
+    let _ = stream.read_to_end(&mut seen);
+    let whole = String::from_utf8_lossy(&seen);
+    assert!(
+        !whole.ends_with("0\r\n\r\n"),
+        "a body cut at the limit came out complete: {whole}"
+    );
 }

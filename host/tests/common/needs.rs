@@ -1,5 +1,5 @@
 //! Tests that need a tool this machine may lack (a Docker engine, Compose,
-//! Chromium) run under this harness, built on `libtest-mimic`, instead of
+//! Chromium, curl, a Redis server) run under this harness, built on `libtest-mimic`, instead of
 //! libtest's: libtest can only pass a test that returns early, so a missing
 //! tool would read as `ok`. Here a test whose tool is missing is reported as
 //! `ignored` and counted so by the runner's summary; the reason goes to
@@ -24,6 +24,8 @@ pub enum Tool {
     Chromium,
     /// curl, built with HTTP/2.
     Curl,
+    /// A Redis server to start (`redis-server`, with `redis-cli`).
+    Redis,
 }
 
 impl Tool {
@@ -33,6 +35,7 @@ impl Tool {
             Tool::Compose => "compose",
             Tool::Chromium => "chromium",
             Tool::Curl => "curl",
+            Tool::Redis => "redis",
         }
     }
 
@@ -62,6 +65,14 @@ impl Tool {
                         })
                 });
                 (!ok).then_some("no curl with HTTP/2 here (`apt-get install curl`)")
+            }
+            Tool::Redis => {
+                static PROBE: OnceLock<bool> = OnceLock::new();
+                let ok = *PROBE.get_or_init(|| {
+                    succeeds(Command::new("redis-server").arg("--version"))
+                        && succeeds(Command::new("redis-cli").arg("--version"))
+                });
+                (!ok).then_some("no Redis server here (`apt-get install redis-server`)")
             }
         }
     }

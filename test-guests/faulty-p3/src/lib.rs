@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use wasip3::http::types::{ErrorCode, Fields, Request, Response};
+use wasip3::wit_bindgen::rt::async_support::StreamResult;
 use wasip3::{wit_future, wit_stream};
 
 struct Faulty;
@@ -77,6 +78,32 @@ impl wasip3::exports::http::handler::Guest for Faulty {
             "/no-response" => Err(ErrorCode::InternalError(Some(
                 "no response, on purpose".into(),
             ))),
+            // Sends the request's body back as it reads it, and ends the
+            // response normally however the reading ends (as a simple echo
+            // does): the head goes out before the body is read.
+            "/echo" => {
+                let (mut input, _trailers) = Request::consume_body(request, unit());
+                let (mut output, reader) = wit_stream::new();
+                wasip3::spawn(async move {
+                    loop {
+                        let (result, chunk) = input.read(Vec::with_capacity(64 * 1024)).await;
+                        if !chunk.is_empty() && !output.write_all(chunk).await.is_empty() {
+                            break;
+                        }
+                        if !matches!(result, StreamResult::Complete(_)) {
+                            break;
+                        }
+                    }
+                });
+                with_body(200, Some(reader))
+            }
+            // Reads what it can of the request's body, then answers 200
+            // with it, whether or not the reading failed.
+            "/echo-after" => {
+                let (input, _trailers) = Request::consume_body(request, unit());
+                let got = input.collect().await;
+                respond(200, &got)
+            }
             // The 200 head goes out, then the guest traps while writing the body.
             "/trap-mid-body" => {
                 let (mut writer, reader) = wit_stream::new();
@@ -90,6 +117,11 @@ impl wasip3::exports::http::handler::Guest for Faulty {
             _ => respond(404, b"no such fault"),
         }
     }
+}
+
+/// A future that resolves `Ok(())`: the request's body is not refused.
+fn unit() -> wasip3::wit_bindgen::rt::async_support::FutureReader<Result<(), ErrorCode>> {
+    wit_future::new(|| Ok(())).1
 }
 
 /// `ms=N` from a query, or one second.

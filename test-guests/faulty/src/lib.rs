@@ -32,6 +32,35 @@ impl Guest for Faulty {
                 eprintln!("and a warning");
                 respond(out, 200, b"printed");
             }
+            // One line in six pieces, each through a stderr handle of its
+            // own (what `print!` does in many toolchains), then a line left
+            // without its newline.
+            "/print-pieces" => {
+                for piece in ["start a print ", "1", "2", "3", "4", "\n"] {
+                    let stderr = wasi::cli::stderr::get_stderr();
+                    let _ = stderr.blocking_write_and_flush(piece.as_bytes());
+                }
+                let stdout = wasi::cli::stdout::get_stdout();
+                let _ = stdout.blocking_write_and_flush(b"no newline at the end");
+                respond(out, 200, b"printed");
+            }
+            // Sends the request's body back as it reads it, and ends the
+            // response normally however the reading ends (as a simple echo
+            // does): the head goes out before the body is read.
+            "/echo" => echo(&request, start(out, 200)),
+            // Reads what it can of the request's body, then answers 200
+            // with it, whether or not the reading failed.
+            "/echo-after" => {
+                let mut got = Vec::new();
+                if let Ok(body) = request.consume()
+                    && let Ok(stream) = body.stream()
+                {
+                    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+                        got.extend(chunk);
+                    }
+                }
+                respond(out, 200, &got);
+            }
             // Tells this guest from the replica guest in the hot-swap tests.
             "/home" => respond(out, 200, b"faulty-home"),
             // Healthy for a load balancer, as the replica guest is.
@@ -132,6 +161,21 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{e:?}"))?;
     let body = response.consume().map_err(|()| "no body")?;
     read_all(&body.stream().map_err(|()| "no stream")?)
+}
+
+/// Copies the request's body into `body` as it comes, then finishes it.
+fn echo(request: &IncomingRequest, body: OutgoingBody) {
+    if let Ok(incoming) = request.consume()
+        && let Ok(input) = incoming.stream()
+        && let Ok(output) = body.write()
+    {
+        while let Ok(chunk) = input.blocking_read(64 * 1024) {
+            if output.blocking_write_and_flush(&chunk).is_err() {
+                break;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
 }
 
 /// Reads the whole request body.
