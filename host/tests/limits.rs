@@ -244,8 +244,10 @@ fn the_guest_has_no_filesystem_and_no_outbound_http_unless_allowed() {
     let denied = get(&sandboxed.url(&format!("/fetch?{upstream}")));
     assert_eq!(denied.status, 502);
     assert!(denied.body.contains("HttpRequestDenied"), "{}", denied.body);
+    // Logged by the host as it denies; read from its stderr by a thread of
+    // the test's own, so waited for.
     assert!(
-        sandboxed.stderr().contains("--allow-outbound"),
+        sandboxed.logs_eventually("--allow-outbound"),
         "{}",
         sandboxed.stderr()
     );

@@ -167,7 +167,7 @@ fn a_broken_replacement_is_rejected_and_the_old_guest_keeps_serving() {
             .find(|r| !matches!(r, Ok((200, b)) if b == REPLICA_HOME))
     );
     assert!(
-        server.stderr().contains("still serving the old one"),
+        server.logs_eventually("still serving the old one"),
         "{}",
         server.stderr()
     );

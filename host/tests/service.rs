@@ -138,7 +138,7 @@ fn a_guest_exhausting_memory_or_answering_an_error_is_a_500() {
     }
     assert_internal_error(&get(&server.url("/no-response")));
     assert!(
-        server.stderr().contains("no response, on purpose"),
+        server.logs_eventually("no response, on purpose"),
         "{}",
         server.stderr()
     );
