@@ -9,7 +9,13 @@ ARG RUST_IMAGE=rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS builder
-RUN rustup target add wasm32-wasip2
+# make, for jemalloc (the host's allocator), which the slim Rust images lack.
+# Debian's, whatever its point release: pinned by the suite.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add wasm32-wasip2
 WORKDIR /src
 
 # Dependencies first, on stub sources: this layer is rebuilt only when a

@@ -17,7 +17,7 @@ WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cl
 
 SHELL := /bin/bash
 
-.PHONY: fleet fleet-redis fleet-down fleet-upgrade run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
+.PHONY: bench-instructions fleet fleet-redis fleet-down fleet-upgrade run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
 
 build: guest host ## guest component + host binary, release
 
@@ -79,9 +79,15 @@ fuzz: cargo-fuzz
 cargo-fuzz:
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked --version 0.13.2
 
-bench: build bench-deps ## compare with wasmtime serve, native hyper, FastAPI (needs wrk, h2load)
+bench: build bench-deps ## compare with wasmtime serve, native hyper, FastAPI (needs wrk, h2load, valgrind)
 	$(CARGO) build --release -p replica-native
 	$(VENV)/bin/python bench/run.py
+
+# Instructions per request under callgrind, alone (a few minutes): the table,
+# or one change judged with AB="old-binary new-binary".
+bench-instructions: build wasmtime-cli ## instructions per request, every server (needs valgrind, h2load)
+	$(CARGO) build --release -p replica-native
+	$(VENV)/bin/python bench/instructions.py $(if $(AB),--ab $(AB))
 
 # The original's container targets, prefixed so they do not clash with the
 # native ones. IMAGE, CONTAINER, SERVER_ID and PORT can be overridden.

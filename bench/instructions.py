@@ -146,16 +146,29 @@ def servers() -> list[tuple[Server, bool]]:
     ]
 
 
-def table(paths: list[str]) -> None:
+def table(paths: list[str]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The table's markdown lines (printed as they come), and its figures by
+    server and cell."""
     have_h2 = shutil.which("h2load") is not None
-    print(f"| server | {' | '.join(f'{p} HTTP/1.1' for p in paths)}"
-          f"{''.join(f' | {p} h2c' for p in paths) if have_h2 else ''} |")
-    print(f"| --- |{' ---: |' * (len(paths) * (2 if have_h2 else 1))}")
-    for server, h2 in servers():
-        cells = [f"{per_request(server, p, False):,.0f}" for p in paths]
-        if have_h2:
-            cells += [f"{per_request(server, p, True):,.0f}" if h2 else "" for p in paths]
-        print(f"| {server.name} | {' | '.join(cells)} |", flush=True)
+    cells = [(p, False) for p in paths] + ([(p, True) for p in paths] if have_h2 else [])
+    names = [f"{p} {'h2c' if h2 else 'HTTP/1.1'}" for p, h2 in cells]
+    lines = [f"| server | {' | '.join(names)} |",
+             f"| --- |{' ---: |' * len(cells)}"]
+    for line in lines:
+        print(line, flush=True)
+    figures: dict[str, dict[str, float]] = {}
+    for server, speaks_h2 in servers():
+        row = figures.setdefault(server.name, {})
+        shown = []
+        for (path, h2), name in zip(cells, names):
+            if h2 and not speaks_h2:
+                shown.append("")
+                continue
+            row[name] = value = per_request(server, path, h2)
+            shown.append(f"{value:,.0f}")
+        lines.append(f"| {server.name} | {' | '.join(shown)} |")
+        print(lines[-1], flush=True)
+    return lines, figures
 
 
 def ab(old: Path, new: Path, guest: Path, path: str, flags: list[str]) -> None:

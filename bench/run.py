@@ -14,6 +14,9 @@ cleartext HTTP/2 (prior knowledge) under `h2load`, one stream per connection
 and many streams on few connections. Prints the tables, writes them to
 bench/results.md, and draws bench/results.png.
 
+Last, instructions per request under callgrind for every server (the
+figure that does not move with the machine: bench/instructions.py).
+
 Settings (environment): BENCH_DURATION seconds per run (3), BENCH_RUNS runs per
 cell (3), BENCH_CONNECTIONS (1,32,256,1024), BENCH_COLD_STARTS (10),
 BENCH_KEY_RUNS (5), BENCH_IDLE (10000).
@@ -458,7 +461,16 @@ class Growth:
     http2: dict
 
 
-def report(all_results: dict[str, Result], growth: Growth, started: datetime.datetime) -> str:
+@dataclass
+class Instructions:
+    """Instructions per request (bench/instructions.py): its table's lines and
+    its figures by server and cell."""
+    lines: list
+    figures: dict
+
+
+def report(all_results: dict[str, Result], growth: Growth, counted: Instructions,
+           started: datetime.datetime) -> str:
     native = all_results["native hyper"]
     lines = [
         "# Benchmark results",
@@ -468,6 +480,14 @@ def report(all_results: dict[str, Result], growth: Growth, started: datetime.dat
         f"- command: `make bench` (wrk -t1, {DURATION} s per run, median of {RUNS} runs; "
         f"cold start median of {COLD_STARTS})",
         "- load generator and servers share the machine; only ratios from one run are comparable",
+        "",
+        "## Instructions per request",
+        "",
+        "callgrind: one keep-alive connection, 300 requests of warm-up, then the total of 1,000 requests / 1,000 "
+        "(user-space instructions, the same for the same binary and input whatever else the machine does; "
+        "`bench/instructions.py`). This host with `--workers 1` unless said; h2c from h2load, one connection.",
+        "",
+        *counted.lines,
         "",
         "## Throughput and latency",
         "",
@@ -533,7 +553,7 @@ def report(all_results: dict[str, Result], growth: Growth, started: datetime.dat
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, idle in growth.idle.items():
-        per = (idle.rss_idle_mb - idle.rss_before_mb) * 1024 * 1024 / max(idle.held, 1)
+        per = idle_bytes(idle)
         lines.append(f"| {name} | {idle.held:,} | {idle.rss_before_mb:.1f} | {idle.rss_idle_mb:.1f} | {per:,.0f} "
                      f"| {idle.run.rps:,.0f} | {idle.run.errors} |")
     native_h2 = growth.http2["native hyper"]
@@ -551,11 +571,11 @@ def report(all_results: dict[str, Result], growth: Growth, started: datetime.dat
         for (clients, streams), run in cells.items():
             lines.append(f"| {name} | {clients} | {streams} | {run.rps:,.0f} | {run.mean_ms:.3f} | {run.max_ms:.3f} "
                          f"| {run.failed} | {run.non2xx} | {run.rps / native_h2[(clients, streams)].rps:.2f}x |")
-    lines += ["", "## Targets", ""] + targets(all_results, growth) + [""]
+    lines += ["", "## Targets", ""] + targets(all_results, growth, counted) + [""]
     return "\n".join(lines)
 
 
-def targets(r: dict[str, Result], growth: Growth) -> list[str]:
+def targets(r: dict[str, Result], growth: Growth, counted: Instructions) -> list[str]:
     key = (KEY_PATH, KEY_CONNECTIONS)
 
     def rps(name):
@@ -567,7 +587,14 @@ def targets(r: dict[str, Result], growth: Growth) -> list[str]:
     ours, strict = "replica-host (default)", "replica-host (strict)"
     serve, reuse, native = "wasmtime serve (default)", "wasmtime serve (reuse 1000)", "native hyper"
     ours_p3, serve_p3 = "replica-host (0.3 guest)", "wasmtime serve (0.3 guest)"
+    counts = counted.figures
+    home = "/home HTTP/1.1"
     checks = [
+        ("instructions per request, 0.2 guest ≤ 48,000",
+         counts["replica-host, 0.2 guest, --workers 1"][home], -48000.0, ""),
+        ("instructions per request, 0.3 guest ≤ 0.9x wasmtime serve's, the same timeout (ratio ≤ 0.9)",
+         counts["replica-host, 0.3 guest, --workers 1"][home]
+         / counts["wasmtime serve, 0.3 guest, -Wtimeout=10s"][home], -0.9, "x"),
         (f"0.3 guest ≥ 1.25x wasmtime serve on the same file ({KEY_PATH}, c={KEY_CONNECTIONS})",
          rps(ours_p3) / rps(serve_p3), 1.25, "x"),
         (f"default ≥ 1.4x wasmtime serve reuse ({KEY_PATH}, c={KEY_CONNECTIONS})", rps(ours) / rps(reuse), 1.4, "x"),
@@ -583,12 +610,21 @@ def targets(r: dict[str, Result], growth: Growth) -> list[str]:
          growth.pinned["replica-host, 1 worker"].rps / growth.pinned["native hyper, 1 thread"].rps, 0.7, "x"),
         (f"RSS with {IDLE:,} idle connections ≤ wasmtime serve's, with as many as it holds (ratio ≤ 1)",
          growth.idle[ours].rss_idle_mb / growth.idle[serve].rss_idle_mb, -1.0, "x"),
+        ("idle keep-alive connection ≤ 1.25x native hyper's memory",
+         idle_bytes(growth.idle[ours]) / idle_bytes(growth.idle[native]), -1.25, "x"),
+        ("0.3 peak RSS under 1,024 connections ≤ wasmtime serve's on the same file (ratio ≤ 1)",
+         r[ours_p3].rss_mb / r[serve_p3].rss_mb, -1.0, "x"),
     ]
     lines = ["| target | measured | met |", "| --- | ---: | :---: |"]
     for label, value, bound, unit in checks:
         met = value >= bound if bound > 0 else value <= -bound
-        lines.append(f"| {label} | {value:.2f}{unit} | {'yes' if met else 'NO'} |")
+        shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.2f}{unit}"
+        lines.append(f"| {label} | {shown} | {'yes' if met else 'NO'} |")
     return lines
+
+
+def idle_bytes(idle) -> float:
+    return (idle.rss_idle_mb - idle.rss_before_mb) * 1024 * 1024 / max(idle.held, 1)
 
 
 def chart(all_results: dict[str, Result], path: Path) -> None:
@@ -616,7 +652,7 @@ def chart(all_results: dict[str, Result], path: Path) -> None:
 
 def main() -> None:
     for tool, hint in [("wrk", "apt-get install wrk"), ("taskset", "apt-get install util-linux"),
-                       ("h2load", "apt-get install nghttp2-client")]:
+                       ("h2load", "apt-get install nghttp2-client"), ("valgrind", "apt-get install valgrind")]:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: {hint}")
     for built in (HOST, GUEST, GUEST_P3, NATIVE):
@@ -629,7 +665,10 @@ def main() -> None:
         results[server.name] = measure(server)
     print("how the cost grows", flush=True)
     growth = Growth(pinned=pinned_row(), key=key_cell(), idle=idle_connections(), http2=http2_rows())
-    text = report(results, growth, started)
+    print("instructions per request (callgrind)", flush=True)
+    import instructions
+    counted = Instructions(*instructions.table(["/home", "/heartbeat"]))
+    text = report(results, growth, counted, started)
     out = ROOT / "bench/results.md"
     out.write_text(text)
     chart(results, ROOT / "bench/results.png")

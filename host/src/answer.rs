@@ -1,9 +1,9 @@
 //! What a guest's request comes to: a response, or why there is none.
 
+use crate::body::ReplyBody;
 use bytes::Bytes;
 use hyper::Response;
 use wasmtime_wasi_http::Error as HttpError;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// A request body as a guest reads it.
 pub(crate) trait RequestBody:
@@ -13,7 +13,7 @@ pub(crate) trait RequestBody:
 impl<B: hyper::body::Body<Data = Bytes, Error = HttpError> + Send + 'static> RequestBody for B {}
 
 /// The guest's response (its body may still be coming), or why there is none.
-pub(crate) type Answer = Result<Response<HyperOutgoingBody>, Failure>;
+pub(crate) type Answer = Result<Response<ReplyBody>, Failure>;
 
 /// Why a request got no response from the guest; already logged.
 #[derive(Debug)]

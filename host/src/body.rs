@@ -1,24 +1,26 @@
-//! A response body that ends cleanly only if its guest finished cleanly, and
-//! read its request's body whole.
+//! Response bodies as this host sends them ([`ReplyBody`]): the guest's, the
+//! host's own (a JSON error), or the guest's checked at its end.
 //!
 //! `wasmtime-wasi-http` ends a response body normally when the guest's side
 //! of it goes away unfinished, as it does when the guest traps or is cut off
 //! after sending the head (0.2: an `outgoing-body` dropped without `finish`;
 //! 0.3: a trailers future dropped unresolved). hyper would then write a
 //! complete response (the last chunk of a chunked body), and a client or load
-//! balancer would take a failed request for a good 200. Wrapped in
-//! [`Checked`], such a body ends with an error instead, so hyper closes the
-//! connection without completing the response.
+//! balancer would take a failed request for a good 200. Checked, such a body
+//! ends with an error instead, so hyper closes the connection without
+//! completing the response.
 //!
 //! The same goes for a guest that answers after its request's body was cut
 //! at `--max-body-bytes` (its read failed there, and it answered anyway, an
 //! echo of the first megabyte, say): if the head has not gone out, the
 //! client gets a 413 instead (`handler.rs`); if it has, the body is cut short.
+//!
+//! An enum rather than a boxed body: one allocation less for every response.
 
 use crate::guest_output::Output;
 use crate::slot::Slot;
 use bytes::Bytes;
-use http_body_util::BodyExt as _;
+use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +30,84 @@ use tokio::sync::oneshot;
 use wasmtime_wasi_http::Error as HttpError;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+/// A response body.
+pub(crate) enum ReplyBody {
+    /// The guest's, as it came: its guest has already finished cleanly.
+    Guest(HyperOutgoingBody),
+    /// The guest's, judged at its end.
+    Checked(Checked),
+    /// The host's own.
+    Own(Full<Bytes>),
+}
+
+impl ReplyBody {
+    /// `body`, ending cleanly only if `verdict` says its guest finished
+    /// cleanly, holding `held` until it is dropped.
+    pub(crate) fn checked(
+        body: HyperOutgoingBody,
+        verdict: Verdict,
+        held: Option<UntilSent>,
+    ) -> Self {
+        ReplyBody::Checked(Checked {
+            body,
+            verdict: Some(verdict),
+            cut: None,
+            _held: held,
+        })
+    }
+
+    /// This body, cut short as well if `cut` says its request's body was cut.
+    pub(crate) fn whole(self, cut: Cut) -> Self {
+        match self {
+            ReplyBody::Checked(mut checked) => {
+                checked.cut = Some(cut);
+                ReplyBody::Checked(checked)
+            }
+            ReplyBody::Guest(body) => ReplyBody::Checked(Checked {
+                body,
+                verdict: None,
+                cut: Some(cut),
+                _held: None,
+            }),
+            own @ ReplyBody::Own(_) => own,
+        }
+    }
+}
+
+impl Body for ReplyBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match self.get_mut() {
+            ReplyBody::Guest(body) => Pin::new(body).poll_frame(cx),
+            ReplyBody::Checked(checked) => Pin::new(checked).poll_frame(cx),
+            ReplyBody::Own(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReplyBody::Guest(body) => body.is_end_stream(),
+            ReplyBody::Checked(checked) => checked.is_end_stream(),
+            ReplyBody::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReplyBody::Guest(body) => body.size_hint(),
+            ReplyBody::Checked(checked) => checked.body.size_hint(),
+            ReplyBody::Own(body) => body.size_hint(),
+        }
+    }
+}
+
 /// How to tell, at the end of a body, whether its guest finished cleanly.
 pub(crate) enum Verdict {
     /// Sent when the guest call that writes the body returns (0.2): `true`
@@ -36,9 +116,20 @@ pub(crate) enum Verdict {
     /// The instance the body comes from (0.3), which goes on serving other
     /// requests: the body is cut short if the instance has failed.
     Instance(Arc<Health>),
-    /// The request's body, which the guest may have found cut at the limit:
-    /// the response is cut short if it was.
-    Whole(Cut),
+}
+
+/// Whether an instance has failed (trapped, run out of memory, been cut off).
+#[derive(Default)]
+pub(crate) struct Health(AtomicBool);
+
+impl Health {
+    pub(crate) fn fail(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// Whether a request's body was cut at `--max-body-bytes`.
@@ -71,40 +162,22 @@ impl Drop for UntilSent {
     }
 }
 
-/// Whether an instance has failed (trapped, run out of memory, been cut off).
-#[derive(Default)]
-pub(crate) struct Health(AtomicBool);
-
-impl Health {
-    pub(crate) fn fail(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn failed(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-/// `body`, ending cleanly only if `verdict` says its guest finished cleanly,
-/// holding `held` until it is dropped.
-pub(crate) fn checked(
-    body: HyperOutgoingBody,
-    verdict: Verdict,
-    held: Option<UntilSent>,
-) -> HyperOutgoingBody {
-    Checked {
-        body,
-        verdict: Some(verdict),
-        _held: held,
-    }
-    .boxed_unsync()
-}
-
-struct Checked {
+/// A guest's body, judged at its end: cut short (an error, so hyper closes
+/// the connection) unless its guest finished cleanly and its request's body
+/// was read whole.
+pub(crate) struct Checked {
     body: HyperOutgoingBody,
     /// Taken once the end of the body has been judged.
     verdict: Option<Verdict>,
+    cut: Option<Cut>,
     _held: Option<UntilSent>,
+}
+
+impl Checked {
+    fn is_end_stream(&self) -> bool {
+        // Never claim the end before the verdict is in.
+        self.verdict.is_none() && self.cut.is_none() && self.body.is_end_stream()
+    }
 }
 
 impl Body for Checked {
@@ -116,33 +189,28 @@ impl Body for Checked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
-        match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-            Some(frame) => Poll::Ready(Some(frame)),
-            None => {
-                let clean = match this.verdict.as_mut() {
-                    None => return Poll::Ready(None),
-                    // A guest that went away without a word failed too.
-                    Some(Verdict::Call(call)) => ready!(Pin::new(call).poll(cx)).unwrap_or(false),
-                    Some(Verdict::Instance(health)) => !health.failed(),
-                    Some(Verdict::Whole(cut)) => !cut.is_cut(),
-                };
-                this.verdict = None;
-                if clean {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Ready(Some(Err(HttpError::InternalError(Some(
-                        "the guest failed, or its request's body was cut, after the response \
-                         head was sent"
-                            .into(),
-                    )))))
-                }
-            }
+        if let Some(frame) = ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            return Poll::Ready(Some(frame));
         }
+        let finished = match this.verdict.as_mut() {
+            None => true,
+            // A guest that went away without a word failed too.
+            Some(Verdict::Call(call)) => ready!(Pin::new(call).poll(cx)).unwrap_or(false),
+            Some(Verdict::Instance(health)) => !health.failed(),
+        };
+        this.verdict = None;
+        let whole = this.cut.take().is_none_or(|cut| !cut.is_cut());
+        if finished && whole {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Err(HttpError::InternalError(Some(
+            "the guest failed, or its request's body was cut, after the response head was sent"
+                .into(),
+        )))))
     }
 
     fn is_end_stream(&self) -> bool {
-        // Never claim the end before the verdict is in.
-        self.verdict.is_none() && self.body.is_end_stream()
+        Checked::is_end_stream(self)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -153,7 +221,7 @@ impl Body for Checked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::Full;
+    use http_body_util::BodyExt as _;
 
     fn body(text: &'static str) -> HyperOutgoingBody {
         Full::new(Bytes::from_static(text.as_bytes()))
@@ -177,18 +245,23 @@ mod tests {
         Verdict::Instance(health)
     }
 
-    fn whole(cut: bool) -> Verdict {
+    fn cut(cut: bool) -> Cut {
         let whole = Cut::default();
         if cut {
             whole.cut();
         }
-        Verdict::Whole(whole)
+        whole
     }
 
     #[tokio::test]
     async fn a_clean_guest_ends_the_body_normally() {
-        for verdict in [call(Some(true)), instance(false), whole(false)] {
-            let collected = checked(body("all"), verdict, None).collect().await;
+        for reply in [
+            ReplyBody::checked(body("all"), call(Some(true)), None),
+            ReplyBody::checked(body("all"), instance(false), None),
+            ReplyBody::Guest(body("all")).whole(cut(false)),
+            ReplyBody::checked(body("all"), call(Some(true)), None).whole(cut(false)),
+        ] {
+            let collected = reply.collect().await;
             assert_eq!(
                 collected.map(|c| c.to_bytes()).ok(),
                 Some(Bytes::from("all"))
@@ -197,16 +270,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_or_vanished_guest_cuts_the_body_short_after_its_data() {
-        for mut cut in [
-            checked(body("part"), call(Some(false)), None),
-            checked(body("part"), call(None), None),
-            checked(body("part"), instance(true), None),
-            checked(body("part"), whole(true), None),
+    async fn a_failed_or_vanished_guest_or_a_cut_request_cuts_the_body_short_after_its_data() {
+        for mut cut_short in [
+            ReplyBody::checked(body("part"), call(Some(false)), None),
+            ReplyBody::checked(body("part"), call(None), None),
+            ReplyBody::checked(body("part"), instance(true), None),
+            ReplyBody::Guest(body("part")).whole(cut(true)),
+            ReplyBody::checked(body("part"), instance(false), None).whole(cut(true)),
         ] {
-            let first = cut.frame().await.expect("a frame").expect("data");
+            let first = cut_short.frame().await.expect("a frame").expect("data");
             assert_eq!(first.into_data().ok(), Some(Bytes::from("part")));
-            assert!(matches!(cut.frame().await, Some(Err(_))));
+            assert!(matches!(cut_short.frame().await, Some(Err(_))));
         }
     }
 }

@@ -18,9 +18,12 @@ use crate::sandbox::Sandbox;
 use crate::service::ServiceGuest;
 use crate::slot::Slot;
 use arc_swap::ArcSwap;
+use futures::future::Either;
 use http_body_util::BodyExt as _;
 use hyper::Request;
 use replica_config::Config;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -98,7 +101,7 @@ struct Local {
 
 enum Served {
     Proxy(Arc<ProxyGuest>),
-    Service(ServiceGuest),
+    Service(Arc<ServiceGuest>),
 }
 
 impl LocalGuests {
@@ -107,15 +110,27 @@ impl LocalGuests {
         Self { shared, local }
     }
 
-    /// Runs `req` in the current component while `slot` is held.
-    pub(crate) async fn respond(&self, req: Request<impl RequestBody>, slot: Slot) -> Answer {
+    /// Starts `req` in the current component while `slot` is held; the
+    /// future is its answer. It holds no request: the 0.2 call has taken it,
+    /// and the 0.3 one is boxed (sized for 0.3's machinery, it would make
+    /// every connection's slot for a request future that much larger).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn call<B: RequestBody>(
+        &self,
+        req: Request<B>,
+        slot: Slot,
+    ) -> Either<
+        impl Future<Output = Answer> + Send + 'static + use<B>,
+        Pin<Box<dyn Future<Output = Answer> + Send>>,
+    > {
         let local = self.current();
         match &local.served {
-            Served::Proxy(proxy) => proxy.clone().respond(req, slot).await,
+            Served::Proxy(proxy) => Either::Left(proxy.call(req, slot)),
             Served::Service(service) => {
-                service
-                    .respond(req.map(|body| body.boxed_unsync()), slot)
-                    .await
+                // Its instances live as long as this request.
+                let service = service.clone();
+                let req = req.map(|body| body.boxed_unsync());
+                Either::Right(Box::pin(async move { service.respond(req, slot).await }))
             }
         }
     }
@@ -158,13 +173,13 @@ impl Settings {
                 self.timeout,
                 self.metrics.clone(),
             ))),
-            Linked::Service(pre) => Served::Service(ServiceGuest::new(
+            Linked::Service(pre) => Served::Service(Arc::new(ServiceGuest::new(
                 pre,
                 self.sandbox.clone(),
                 self.reuse,
                 self.timeout,
                 self.metrics.clone(),
-            )),
+            ))),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! concurrency slot, the guest's response or a JSON error, and its line in
 //! the access log and the metrics.
 
-use crate::answer::Failure;
-use crate::body::{self, Cut, Verdict};
+use crate::answer::{Answer, Failure};
+use crate::body::{Cut, ReplyBody};
 use crate::drain::Drained;
 use crate::guest::LocalGuests;
 use crate::metrics::Metrics;
@@ -16,11 +16,11 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER
 use hyper::{Request, Response, StatusCode};
 use replica_config::Config;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use wasmtime_wasi_http::Error as HttpError;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// What one request may ask of the host.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +36,13 @@ impl From<&Config> for RequestLimits {
             max_body_bytes: config.max_body_bytes,
         }
     }
+}
+
+/// What a request came to when it was handled: a refusal, or a guest's call
+/// under way (with what tells whether its body was cut at the limit).
+enum Started<F> {
+    Answered(Response<ReplyBody>),
+    Guest(F, Option<Cut>),
 }
 
 /// Everything a worker's requests need, built once before its accept loop.
@@ -93,45 +100,54 @@ impl Handler {
 
     /// Serves one request; every failure becomes a JSON error response.
     /// Everything logged about it (the guest's output too) is in its span.
-    pub(crate) async fn handle(
-        self: Arc<Self>,
+    ///
+    /// The checks, and the start of the guest's call, happen here, in the
+    /// call; the future only waits for the guest and finishes the answer, and
+    /// holds no request: hyper keeps one such future per connection, sized
+    /// for the largest, so every idle keep-alive connection pays for its size.
+    pub(crate) fn handle(
+        self: &Arc<Self>,
         req: Request<Incoming>,
-    ) -> Result<Response<HyperOutgoingBody>, Infallible> {
+    ) -> impl Future<Output = Result<Response<ReplyBody>, Infallible>> + Send + 'static + use<>
+    {
         let id = self.ids.next();
         let request = RequestSpan::new(id, req.method().clone(), req.uri().clone());
-        let response = InRequest::new(Some(request.clone()), self.handle_in_span(req, &request));
-        Ok(response.await)
-    }
-
-    async fn handle_in_span(
-        &self,
-        req: Request<Incoming>,
-        request: &RequestSpan,
-    ) -> Response<HyperOutgoingBody> {
         // Timed only when someone looks: the access log or the metrics.
         let timed =
             self.metrics.is_on() || tracing::enabled!(target: "access", tracing::Level::INFO);
         let start = timed.then(Instant::now);
-        let response = self.respond(req).await;
-        if let Some(start) = start {
-            let (status, latency) = (response.status().as_u16(), start.elapsed());
-            span::log(|| {
-                tracing::info!(
-                    target: "access",
-                    status,
-                    latency_us = latency.as_micros() as u64
-                )
-            });
-            self.metrics.request(request.path(), status, latency);
-        }
-        response
+        let started = span::within(&request, || self.start(req));
+        let handler = self.clone();
+        let span = request.clone();
+        InRequest::new(Some(request), async move {
+            let response = match started {
+                Started::Answered(response) => response,
+                Started::Guest(call, cut) => handler.finish(call.await, cut),
+            };
+            if let Some(start) = start {
+                let (status, latency) = (response.status().as_u16(), start.elapsed());
+                span::log(|| {
+                    tracing::info!(
+                        target: "access",
+                        status,
+                        latency_us = latency.as_micros() as u64
+                    )
+                });
+                handler.metrics.request(span.path(), status, latency);
+            }
+            Ok(response)
+        })
     }
 
-    async fn respond(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    /// A refusal, or the guest's call started.
+    fn start(
+        &self,
+        req: Request<Incoming>,
+    ) -> Started<impl Future<Output = Answer> + Send + 'static + use<>> {
         if let Some((reason, rejection)) = self.refusal(&req) {
             span::log(|| tracing::warn!("request refused ({reason})"));
             self.metrics.rejected(reason);
-            return rejection;
+            return Started::Answered(rejection);
         }
         // A body sent without a length is cut off at the limit: the guest's
         // read fails there, and whatever it answers, the client is told (a
@@ -161,9 +177,14 @@ impl Handler {
             let mut busy = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
             busy.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return busy;
+            return Started::Answered(busy);
         };
-        let response = match self.guests.respond(req, slot).await {
+        Started::Guest(self.guests.call(req, slot), cut)
+    }
+
+    /// The guest's answer as the client gets it.
+    fn finish(&self, answer: Answer, cut: Option<Cut>) -> Response<ReplyBody> {
+        let response = match answer {
             Ok(response) => response,
             Err(Failure::Timeout) => {
                 return json_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
@@ -180,15 +201,12 @@ impl Handler {
             self.metrics.rejected("body");
             return too_large();
         }
-        response.map(|body| body::checked(body, Verdict::Whole(cut), None))
+        response.map(|body| body.whole(cut))
     }
 
     /// A JSON 400, 431 or 413 for a request the guest cannot be given: no
     /// usable authority, or over the limits. Decided before any guest work.
-    fn refusal(
-        &self,
-        req: &Request<Incoming>,
-    ) -> Option<(&'static str, Response<HyperOutgoingBody>)> {
+    fn refusal(&self, req: &Request<Incoming>) -> Option<(&'static str, Response<ReplyBody>)> {
         // wasi:http gives every request an authority: from the URI, or from
         // a Host header (which HTTP/1.1 requires anyway: RFC 9112, 3.2).
         let authority = req.uri().authority().is_some()
@@ -223,18 +241,14 @@ impl Handler {
     }
 }
 
-fn too_large() -> Response<HyperOutgoingBody> {
+fn too_large() -> Response<ReplyBody> {
     json_error(StatusCode::PAYLOAD_TOO_LARGE, "Content Too Large")
 }
 
 /// A JSON error in the shape FastAPI uses: `{"detail": "..."}`.
-pub(crate) fn json_error(status: StatusCode, detail: &str) -> Response<HyperOutgoingBody> {
+pub(crate) fn json_error(status: StatusCode, detail: &str) -> Response<ReplyBody> {
     let body = serde_json::json!({ "detail": detail }).to_string();
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut response = Response::new(ReplyBody::Own(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response
         .headers_mut()

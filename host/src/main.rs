@@ -4,6 +4,11 @@ use clap::Parser as _;
 use replica_config::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 
+/// jemalloc: fewer instructions per request and less memory per idle
+/// connection than the system's allocator (host/Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {

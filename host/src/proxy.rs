@@ -4,13 +4,15 @@
 //! ([`ProxyGuest::respond`]).
 
 use crate::answer::{Answer, Failure, RequestBody};
-use crate::body::{self, Verdict};
+use crate::body::{ReplyBody, Verdict};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::slot::Slot;
 use crate::span::{self, InRequest};
 use anyhow::anyhow;
 use hyper::{Request, Response};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -48,19 +50,29 @@ impl ProxyGuest {
         }
     }
 
-    /// Runs `req` in a guest instance while `slot` is held, and returns its
-    /// response, or why there is none.
-    pub(crate) async fn respond(
-        self: Arc<Self>,
-        req: Request<impl RequestBody>,
+    /// Starts `req` in a guest instance while `slot` is held; the future is
+    /// its response, or why there is none. The request goes into the guest's
+    /// call now, so the future does not hold it (it sits in hyper's per
+    /// connection slot, sized for the largest).
+    pub(crate) fn call<B: RequestBody>(
+        self: &Arc<Self>,
+        req: Request<B>,
         slot: Slot,
+    ) -> impl Future<Output = Answer> + Send + 'static + use<B> {
+        let (sender, receiver) = oneshot::channel();
+        // Polled inline, as long as it runs: a small guest usually finishes
+        // in the first poll, and a task of its own would cost a wake-up.
+        // Once the head is out it may go on writing the body, so from then it
+        // runs in a task of its own.
+        let guest = Box::pin(self.clone().run(req, sender, slot));
+        Self::answer(guest, receiver)
+    }
+
+    /// How the guest's call came out, decided in one place.
+    async fn answer(
+        mut guest: Pin<Box<impl Future<Output = Result<(), Failure>> + Send + 'static>>,
+        mut receiver: oneshot::Receiver<GuestResponse>,
     ) -> Answer {
-        let (sender, mut receiver) = oneshot::channel();
-        // Polled here, inline, as long as it runs: a small guest usually
-        // finishes in the first poll, and a task of its own would cost a
-        // cross-thread wake-up. Once the head is out it may go on writing the
-        // body, so from then it runs in a task of its own.
-        let mut guest = Box::pin(self.run(req, sender, slot));
         let outcome = tokio::select! {
             biased;
             result = &mut guest => Outcome::Finished { result, head: receiver.try_recv().ok() },
@@ -74,7 +86,7 @@ impl ProxyGuest {
             Outcome::Finished {
                 result: Ok(()),
                 head: Some(Ok(response)),
-            } => Ok(response),
+            } => Ok(response.map(ReplyBody::Guest)),
             // Failed before the host sent anything: the client gets a plain
             // error, not the head of a response that could never complete.
             Outcome::Finished {
@@ -107,7 +119,7 @@ impl ProxyGuest {
                 tokio::spawn(InRequest::new(span::current(), async move {
                     let _ = verdict.send(guest.await.is_ok());
                 }));
-                Ok(response.map(|b| body::checked(b, Verdict::Call(checked), None)))
+                Ok(response.map(|b| ReplyBody::checked(b, Verdict::Call(checked), None)))
             }
         }
     }

@@ -17,7 +17,7 @@
 //!   shared the instance, and with it its fate.
 
 use crate::answer::{Answer, Failure};
-use crate::body::{self, Health, UntilSent, Verdict};
+use crate::body::{Health, ReplyBody, UntilSent, Verdict};
 use crate::guest_output::Output;
 use crate::metrics::Metrics;
 use crate::pool::Reuse;
@@ -118,7 +118,7 @@ impl ServiceGuest {
                     _slot: slot,
                     output,
                 };
-                Ok(response.map(|b| body::checked(b, Verdict::Instance(health), Some(held))))
+                Ok(response.map(|b| ReplyBody::checked(b, Verdict::Instance(health), Some(held))))
             }
             Err(e) => Err(self.failure(e, started, instance.try_recv().ok().map(|(h, _)| h))),
         }

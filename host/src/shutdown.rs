@@ -5,19 +5,18 @@
 use anyhow::{Context as _, Result};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio_util::sync::{
+    CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+};
 
-/// How far the host is in stopping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
-    Serving,
-    Draining,
-    Now,
-}
-
-/// A listener's view of the shutdown.
+/// How far the host is in stopping: two tokens, cancelled in turn. Tokens,
+/// rather than a watch channel: every open connection waits for the drain,
+/// and a token's wait is a third of the size in its task.
 #[derive(Clone)]
-pub(crate) struct Stop(watch::Receiver<Phase>);
+pub(crate) struct Stop {
+    draining: CancellationToken,
+    now: CancellationToken,
+}
 
 impl Stop {
     /// Listens for the signals from now on; the returned [`Stop`] follows
@@ -25,39 +24,41 @@ impl Stop {
     pub(crate) fn on_signals(grace: Duration) -> Result<Self> {
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-        let (phase, stop) = watch::channel(Phase::Serving);
+        let stop = Self {
+            draining: CancellationToken::new(),
+            now: CancellationToken::new(),
+        };
+        let phases = stop.clone();
         tokio::spawn(async move {
-            for next in [Phase::Draining, Phase::Now] {
+            for (phase, token) in [("draining", &phases.draining), ("now", &phases.now)] {
                 let received = tokio::select! {
                     _ = term.recv() => "SIGTERM",
                     _ = int.recv() => "SIGINT",
                 };
-                match next {
-                    Phase::Draining => {
+                match phase {
+                    "draining" => {
                         tracing::info!("{received} received: draining for up to {grace:?}")
                     }
                     _ => tracing::warn!("second {received}: exiting without waiting"),
                 }
-                let _ = phase.send(next);
+                token.cancel();
             }
         });
-        Ok(Self(stop))
+        Ok(stop)
     }
 
     /// Resolves when the host should stop accepting and drain.
-    pub(crate) async fn draining(&mut self) {
-        self.reached(Phase::Draining).await;
+    pub(crate) fn draining(&self) -> WaitForCancellationFuture<'_> {
+        self.draining.cancelled()
+    }
+
+    /// [`Stop::draining`], holding what it waits on.
+    pub(crate) fn draining_owned(self) -> WaitForCancellationFutureOwned {
+        self.draining.cancelled_owned()
     }
 
     /// Resolves when the drain should end at once.
-    pub(crate) async fn now(&mut self) {
-        self.reached(Phase::Now).await;
-    }
-
-    async fn reached(&mut self, phase: Phase) {
-        // Without a sender no signal can come: wait for ever.
-        if self.0.wait_for(|now| *now >= phase).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    pub(crate) fn now(&self) -> WaitForCancellationFuture<'_> {
+        self.now.cancelled()
     }
 }

@@ -64,6 +64,12 @@ pub(crate) fn log(write: impl FnOnce()) {
     }
 }
 
+/// Runs `f` with `request` as this thread's current request.
+pub(crate) fn within<T>(request: &Arc<RequestSpan>, f: impl FnOnce() -> T) -> T {
+    let _current = Current::set(Some(request.clone()));
+    f()
+}
+
 /// The request being served on this thread, to carry into a task it spawns.
 pub(crate) fn current() -> Option<Arc<RequestSpan>> {
     CURRENT.with(|current| current.borrow().clone())

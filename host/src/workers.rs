@@ -83,7 +83,7 @@ async fn work(listener: std::net::TcpListener, ids: Ids, shared: Shared) -> bool
     ));
     let service = service_fn({
         let handler = handler.clone();
-        move |req| handler.clone().handle(req)
+        move |req| handler.handle(req)
     });
     let drained = server::serve(listener, service, shared.settings, shared.tls, shared.stop).await;
     sweeper.abort();

@@ -124,6 +124,22 @@ fn http1_and_cleartext_http2_share_the_port() {
         assert_eq!(b, (200, String::new()));
         assert_eq!(h2_get(&mut sender, "/nope").await.0, 404);
     });
+    // A preface that arrives in pieces is still HTTP/2: the host waits for
+    // enough of it to tell (a request line starting "P" could be either).
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    for piece in frames::PREFACE.chunks(3) {
+        // Refused as HTTP/1.1, the connection may close before the rest.
+        let _ = stream.write_all(piece);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = stream.write_all(&frames::frame(frames::SETTINGS, 0, 0, &[]));
+    let sent = read_frames(&mut stream, Duration::from_secs(1));
+    assert!(
+        sent.frames.iter().any(|f| f.0 == frames::SETTINGS) && !sent.closed,
+        "not answered as HTTP/2: {} frames, closed: {}",
+        sent.frames.len(),
+        sent.closed
+    );
 }
 
 fn curl(args: &[&str]) -> String {

@@ -1,17 +1,19 @@
 //! The benchmark's ceiling: the replica's routes answered by plain hyper on
 //! tokio, with the same bytes as the guest, and no WebAssembly at all. Like
 //! the host, it serves HTTP/1.1 and cleartext HTTP/2 on one port, told apart
-//! per connection (hyper-util's auto builder).
+//! per connection by a look at its first bytes, each with hyper's own builder
+//! (the host waits for a preface that comes in pieces; the benchmark's
+//! clients send it whole).
 //!
 //! `SERVER_ID=1 replica-native 127.0.0.1:5000`
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -44,9 +46,15 @@ async fn main() -> std::io::Result<()> {
                 let replies = replies.clone();
                 async move { Ok::<_, Infallible>(route(&replies, &req)) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let mut first = [0u8; 4];
+            let http2 = matches!(stream.peek(&mut first).await, Ok(4)) && &first == b"PRI ";
+            let io = TokioIo::new(stream);
+            if http2 {
+                let builder = http2::Builder::new(TokioExecutor::new());
+                let _ = Box::pin(builder.serve_connection(io, service)).await;
+            } else {
+                let _ = http1::Builder::new().serve_connection(io, service).await;
+            }
         });
     }
 }
