@@ -30,8 +30,9 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("extra", nargs="*", help="flags for both hosts")
-    args = parser.parse_args()
+    # Anything else is a flag for both hosts (--strict, --workers 1, ...).
+    args, extra = parser.parse_known_args()
+    args.extra = [flag for flag in extra if flag != "--"]
 
     results: dict[str, list[bench.Run]] = {"old": [], "new": []}
     for round_ in range(args.rounds):
