@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402
+import common as bench  # noqa: E402
 
 WARM_UP = 300
 COUNTED = 1000

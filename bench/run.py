@@ -38,13 +38,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-GUEST = ROOT / "target/wasm32-wasip2/guest/replica_guest.wasm"
-# The same routes as a wasi:http 0.3 component.
-GUEST_P3 = ROOT / "target/wasm32-wasip2/guest/replica_guest_p3.wasm"
-HOST = ROOT / "target/release/replica-host"
-NATIVE = ROOT / "target/release/replica-native"
-VENV = ROOT / ".venv"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402  (shared with instructions.py and ab.py)
+    GUEST, GUEST_P3, HOST, NATIVE, ROOT, VENV, free_port, heartbeat_ok, wasmtime_cli,
+)
 
 DURATION = int(os.environ.get("BENCH_DURATION", "3"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -58,19 +55,6 @@ KEY_PATH, KEY_CONNECTIONS = "/home", 32
 # Every cell measured for every server: /home at each connection count,
 # /heartbeat (what load balancers poll) at the key count.
 CELLS = [("/home", c) for c in CONNECTIONS] + [("/heartbeat", KEY_CONNECTIONS)]
-
-
-def wasmtime_cli() -> Path:
-    found = sorted(VENV.glob("lib/python3*/site-packages/wasmtime_cli/wasmtime"))
-    if not found:
-        sys.exit("the wasmtime CLI is missing: run `make bench`, which installs it into .venv")
-    return found[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -112,14 +96,6 @@ def start(server: Server, port: int) -> subprocess.Popen:
     env.update(server.env)
     return subprocess.Popen(server.command(port), cwd=server.cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def heartbeat_ok(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/heartbeat", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def wait_ready(proc: subprocess.Popen, port: int, limit: float = 30.0) -> float:

@@ -1,59 +1,42 @@
-//! replica-host: serves a wasi:http/proxy component as a replica server.
+//! replica-host: serves a wasi:http component as a replica server.
 //!
 //! The binary (`main.rs`) parses the configuration and calls [`run`] or one of
-//! the [`commands`]. A request's way through the files: `server` accepts it,
-//! `handler` checks it, gives it a span and answers its errors, `guest` runs it
-//! in an instance from the `pool`, whose stores `sandbox` builds (with the
-//! `outbound` policy and `guest_output`); `engine` and `component` make what
-//! the pool instantiates, `cache` keeps it compiled, `reload` replaces it,
-//! `shutdown` stops it all; `metrics` and `logging` say what happened.
+//! the [`commands`]. The host's layers are its folders, each using only those
+//! below it:
+//!
+//! - `ops/`: hot swap (`reload`) and the subcommands;
+//! - `serve/`: the network side: workers, sockets, connections, requests;
+//! - `guest/`: the guest side: components, instances, what they may use;
+//! - `telemetry/`: logs, request spans, metrics.
+//!
+//! `run` wires them from the configuration; `docs/architecture.md` follows
+//! one request through them.
 
-mod answer;
-mod body;
-mod cache;
-pub mod commands;
-mod component;
-mod drain;
-mod engine;
 mod guest;
-mod guest_output;
-mod handler;
-mod interfaces;
-mod keyvalue;
-mod listeners;
-mod logging;
-mod metrics;
-mod outbound;
-mod pool;
-mod probe;
-mod proxy;
-mod reload;
-mod sandbox;
-mod server;
-mod service;
-mod shutdown;
-mod slot;
-mod span;
-mod tls;
-mod workers;
+mod ops;
+mod serve;
+mod telemetry;
 
-pub use logging::init_logging;
+pub use ops::commands;
 pub use replica_config::Config;
+pub use telemetry::logging::init_logging;
 
 use anyhow::{Context as _, Result};
-use engine::{Engines, InstanceLimits};
-use guest::Guests;
-use handler::RequestLimits;
+use guest::component;
+use guest::engine::{Engines, InstanceLimits};
+use guest::generation::Guests;
+use guest::sandbox::Sandbox;
+use guest::slot::Slots;
 use hyper::service::service_fn;
-use logging::announce;
-use metrics::Metrics;
-use reload::Reloader;
-use sandbox::Sandbox;
-use shutdown::Stop;
-use slot::Slots;
+use ops::reload::Reloader;
+use serve::handler::RequestLimits;
+use serve::shutdown::Stop;
+use serve::{listeners, server, tls, workers};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use telemetry::logging::announce;
+use telemetry::metrics::Metrics;
 
 /// How often `--watch` looks at the component file.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -83,7 +66,7 @@ pub fn run(config: Config) -> Result<()> {
         tls.clone(),
         metrics.clone(),
     ));
-    let settings = server::Settings::from(&config);
+    let settings = serve::settings::Settings::from(&config);
     let workers = config.worker_count();
     raise_open_file_limit();
 

@@ -1,0 +1,224 @@
+//! What this host provides a component, import by import, in plain words:
+//! what `check` prints, and what a component refused at start (or on a
+//! reload) is told it imports that this host does not provide, with what to
+//! do about it. It follows what `component::link` puts in the linker.
+
+use crate::guest::world::World;
+
+/// How this host answers one import.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Provided; what the guest gets there, and the flags that shape it.
+    Provided(&'static str),
+    /// Not provided, and why or what to do instead.
+    Missing(String),
+}
+
+/// WASI 0.2 packages this host provides.
+const WASI_P2: &[&str] = &[
+    "wasi:cli",
+    "wasi:clocks",
+    "wasi:io",
+    "wasi:random",
+    "wasi:filesystem",
+    "wasi:sockets",
+    "wasi:http",
+];
+
+/// What a guest gets from the WASI interfaces this host narrows (in 0.2 and
+/// 0.3 alike); the others are as WASI defines them.
+fn narrowed(package: &str, interface: &str) -> &'static str {
+    match (package, interface) {
+        ("wasi:cli", "environment") => "SERVER_ID and the --env variables only",
+        ("wasi:cli", "stdout" | "stderr") => "into the log, an entry per line",
+        ("wasi:cli", "stdin") => "empty",
+        ("wasi:filesystem", "preopens") => "no directory is opened to the guest",
+        ("wasi:sockets", _) => "every address is denied",
+        ("wasi:http", "outgoing-handler" | "client") => {
+            "requests are denied but to hosts named with --allow-outbound"
+        }
+        _ => "as WASI defines it",
+    }
+}
+
+/// WASI 0.3.0 packages, linked for wasi:http/service components only.
+const WASI_P3: &[&str] = &[
+    "wasi:cli",
+    "wasi:clocks",
+    "wasi:random",
+    "wasi:filesystem",
+    "wasi:sockets",
+    "wasi:http",
+];
+
+const CONFIG: &str = "wasi:config/store@0.2.0-rc.1";
+const KEYVALUE: &[&str] = &["store", "atomics", "batch"];
+const KEYVALUE_VERSION: &str = "0.2.0-draft";
+
+/// What this host does with the import named `name` of a component of `world`.
+pub(crate) fn answer(name: &str, world: World) -> Answer {
+    let Some((package, interface, version)) = split(name) else {
+        return Answer::Missing(
+            "not a WASI interface: this host provides WASI's interfaces only".into(),
+        );
+    };
+    match package {
+        "wasi:config" if name == CONFIG => {
+            Answer::Provided("SERVER_ID and the --config settings, nothing else")
+        }
+        "wasi:config" => Answer::Missing(format!(
+            "this host provides {CONFIG} (as `wasmtime serve -Sconfig` does): build the guest \
+             against that version"
+        )),
+        "wasi:keyvalue" if version == Some(KEYVALUE_VERSION) && KEYVALUE.contains(&interface) => {
+            Answer::Provided(
+                "one store per replica in memory, or the fleet's in Redis (--keyvalue-url)",
+            )
+        }
+        "wasi:keyvalue" => Answer::Missing(format!(
+            "this host provides wasi:keyvalue store, atomics and batch at {KEYVALUE_VERSION} \
+             (as `wasmtime serve -Skeyvalue` does): build the guest against that version"
+        )),
+        "wasi:logging" => Answer::Missing(
+            "not provided: write to stdout or stderr instead, which this host logs a line at \
+             a time"
+                .into(),
+        ),
+        _ if package.starts_with("fermyon:spin") || package.starts_with("spin:") => {
+            Answer::Missing(
+                "Spin's own interface, provided by Spin only: use the standard wasi:config and \
+                 wasi:keyvalue instead (Spin's SDK builds a plain wasi:http guest when only \
+                 its HTTP part is used)"
+                    .into(),
+            )
+        }
+        _ if package.starts_with("wasmcloud:") => Answer::Missing(
+            "wasmCloud's own interface, provided by wasmCloud only: use the standard \
+             wasi:config and wasi:keyvalue instead"
+                .into(),
+        ),
+        _ => wasi(package, interface, version, world),
+    }
+}
+
+/// The answer for a WASI 0.2 or 0.3 package, or for anything else.
+fn wasi(package: &str, interface: &str, version: Option<&str>, world: World) -> Answer {
+    let version = version.unwrap_or_default();
+    let p2 = WASI_P2.contains(&package);
+    if p2 && version.starts_with("0.2.") && !version.contains('-') {
+        return Answer::Provided(narrowed(package, interface));
+    }
+    if WASI_P3.contains(&package) && version == "0.3.0" {
+        return match world {
+            World::Service => Answer::Provided(narrowed(package, interface)),
+            World::Proxy => Answer::Missing(
+                "WASI 0.3 is provided to wasi:http/service (0.3) components only, and this \
+                 one exports wasi:http/incoming-handler (0.2)"
+                    .into(),
+            ),
+        };
+    }
+    if p2 && version.starts_with("0.3.") {
+        return Answer::Missing(format!(
+            "this host provides WASI 0.3 at 0.3.0 only (the `wasip3` crate \
+             0.7.1+wasi-0.3.0), not {version}: build the guest against 0.3.0"
+        ));
+    }
+    if p2 && version.starts_with("0.2.") {
+        return Answer::Missing(format!(
+            "{version} is a pre-release of WASI 0.2: build the guest with a current toolchain \
+             (WASI 0.2.0 or later)"
+        ));
+    }
+    Answer::Missing("not provided by this host".into())
+}
+
+/// `namespace:package/interface@version` as (package, interface, version).
+fn split(name: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (path, version) = match name.split_once('@') {
+        Some((path, version)) => (path, Some(version)),
+        None => (name, None),
+    };
+    let (package, interface) = path.split_once('/')?;
+    package
+        .contains(':')
+        .then_some((package, interface, version))
+}
+
+/// The lines saying, of `imports`, each one this host does not provide.
+pub(crate) fn missing<'a>(imports: impl IntoIterator<Item = &'a str>, world: World) -> Vec<String> {
+    imports
+        .into_iter()
+        .filter_map(|name| match answer(name, world) {
+            Answer::Provided(_) => None,
+            Answer::Missing(why) => Some(format!("{name}: {why}")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provided(name: &str, world: World) -> bool {
+        matches!(answer(name, world), Answer::Provided(_))
+    }
+
+    #[test]
+    fn wasi_0_2_is_provided_at_any_release_of_0_2() {
+        for name in [
+            "wasi:cli/environment@0.2.0",
+            "wasi:http/types@0.2.12",
+            "wasi:io/streams@0.2.3",
+        ] {
+            assert!(provided(name, World::Proxy), "{name}");
+            assert!(provided(name, World::Service), "{name}");
+        }
+        assert!(!provided(
+            "wasi:io/streams@0.2.0-rc-2023-11-10",
+            World::Proxy
+        ));
+    }
+
+    #[test]
+    fn wasi_0_3_is_provided_to_0_3_components_only_and_at_0_3_0() {
+        assert!(provided("wasi:http/types@0.3.0", World::Service));
+        assert!(!provided("wasi:http/types@0.3.0", World::Proxy));
+        let rc = answer("wasi:http/types@0.3.0-rc-2025-09-16", World::Service);
+        assert!(matches!(rc, Answer::Missing(why) if why.contains("0.3.0 only")));
+    }
+
+    #[test]
+    fn config_and_keyvalue_are_provided_at_wasmtimes_versions() {
+        assert!(provided("wasi:config/store@0.2.0-rc.1", World::Proxy));
+        for interface in ["store", "atomics", "batch"] {
+            let name = format!("wasi:keyvalue/{interface}@0.2.0-draft");
+            assert!(provided(&name, World::Proxy), "{name}");
+            assert!(provided(&name, World::Service), "{name}");
+        }
+        let other = answer("wasi:keyvalue/store@0.2.0-draft2", World::Proxy);
+        assert!(matches!(other, Answer::Missing(why) if why.contains("0.2.0-draft")));
+        assert!(!provided("wasi:config/runtime@0.2.0-draft", World::Proxy));
+    }
+
+    #[test]
+    fn others_are_named_with_what_to_do() {
+        let lines = missing(
+            [
+                "wasi:cli/environment@0.2.6",
+                "wasi:logging/logging@0.1.0-draft",
+                "fermyon:spin/key-value@2.0.0",
+                "wasmcloud:bus/lattice@1.0.0",
+                "acme:db/query@1.0.0",
+                "run",
+            ],
+            World::Proxy,
+        );
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(lines[0].starts_with("wasi:logging/logging@0.1.0-draft: not provided: write"));
+        assert!(lines[1].contains("Spin's own interface"));
+        assert!(lines[2].contains("wasmCloud's own interface"));
+        assert!(lines[3].ends_with("not provided by this host"));
+        assert!(lines[4].contains("not a WASI interface"));
+    }
+}

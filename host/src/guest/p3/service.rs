@@ -1,0 +1,155 @@
+//! Serving a wasi:http 0.3 (`wasi:http/service`) component, through upstream's
+//! `wasmtime_wasi_http::handler::ProxyHandler`: it runs each instance in a
+//! worker task that takes requests as the guest can serve them, several at
+//! once. Here is what this host decides about those instances:
+//!
+//! - how many requests one serves in all (`--max-instance-reuse`) and at once
+//!   (`--max-instance-concurrency`); `--strict` makes both 1;
+//! - how long an idle one is kept (`--idle-instance-timeout`), and that those
+//!   of a replaced component go as soon as they are idle;
+//! - the request timeout: a request still without a response after
+//!   `--request-timeout` gets a 504, and its instance takes no more requests;
+//!   an instance stuck that long (a guest in a loop holds the whole instance)
+//!   is dropped;
+//! - failure: an instance whose guest traps or runs out of memory is dropped
+//!   and never takes another request. The requests it was serving at that
+//!   moment get a 500 (a response already under way is cut short): they
+//!   shared the instance, and with it its fate.
+
+use crate::guest::answer::{Answer, Failure};
+use crate::guest::p3::worker::{Instances, Retired};
+use crate::guest::reply::{Health, ReplyBody, UntilSent, Verdict};
+use crate::guest::reuse::Reuse;
+use crate::guest::sandbox::{Host, Sandbox};
+use crate::guest::slot::Slot;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::span;
+use hyper::Request;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::{ExpirationError, ProxyHandler, TrapOrPanicError};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+
+/// A 0.3 component's instances, as requests use them.
+pub(crate) struct ServiceGuest {
+    handler: ProxyHandler<Instances>,
+    timeout: Duration,
+    metrics: Metrics,
+    retired: Retired,
+}
+
+impl ServiceGuest {
+    pub(crate) fn new(
+        pre: ServicePre<Host>,
+        sandbox: Arc<Sandbox>,
+        reuse: Reuse,
+        timeout: Duration,
+        metrics: Metrics,
+    ) -> Self {
+        let retired = Retired::default();
+        let instances = Instances::new(
+            pre,
+            sandbox,
+            reuse,
+            timeout,
+            metrics.clone(),
+            retired.clone(),
+        );
+        Self {
+            handler: ProxyHandler::new(instances),
+            timeout,
+            metrics,
+            retired,
+        }
+    }
+
+    /// Runs `req` in an instance while `slot` is held (until the response's
+    /// body has been sent), and returns its response, or why there is none.
+    pub(crate) async fn respond(&self, req: Request<WasiBody>, slot: Slot) -> Answer {
+        let started = Instant::now();
+        // The worker that takes the request sends its instance's health and
+        // output.
+        // No timer here: the worker's expiry (`on_request_start`, and `Expiry`
+        // for a guest that holds its instance in a loop) ends a request that
+        // runs past the timeout.
+        let (taken, mut instance) = oneshot::channel();
+        match self.handler.handle(taken, req).await {
+            Ok(response) => {
+                let (health, output) = match instance.try_recv() {
+                    Ok((health, output)) => (health, Some(output)),
+                    Err(_) => (Arc::default(), None),
+                };
+                let held = UntilSent {
+                    _slot: slot,
+                    output,
+                };
+                Ok(response.map(|b| ReplyBody::checked(b, Verdict::Instance(health), Some(held))))
+            }
+            Err(e) => Err(self.failure(e, started, instance.try_recv().ok().map(|(h, _)| h))),
+        }
+    }
+
+    /// Why `e` left a request without a response; logged here.
+    fn failure(
+        &self,
+        e: wasmtime::Error,
+        started: Instant,
+        health: Option<Arc<Health>>,
+    ) -> Failure {
+        if e.is::<ExpirationError>() {
+            let Err(failure) = self.timed_out() else {
+                unreachable!("timed_out is a failure")
+            };
+            return failure;
+        }
+        if e.is::<TrapOrPanicError>() {
+            // The instance went down under this request: a loop cut off at
+            // the timeout, or another request's trap.
+            if started.elapsed() >= self.timeout {
+                let Err(failure) = self.timed_out() else {
+                    unreachable!("timed_out is a failure")
+                };
+                return failure;
+            }
+            span::log(|| {
+                tracing::error!(
+                    "its instance failed (a trap, memory exhausted or a loop cut off, \
+                     in this or another request it was serving)"
+                )
+            });
+            return Failure::Internal;
+        }
+        if e.is::<wasmtime::Trap>() {
+            // This request's own trap: its instance must take no more.
+            if let Some(health) = health {
+                health.fail();
+            }
+            self.metrics.trapped();
+        }
+        span::log(|| tracing::error!("request failed: {e:?}"));
+        Failure::Internal
+    }
+
+    fn timed_out(&self) -> Answer {
+        self.metrics.timed_out();
+        span::log(|| tracing::warn!("no response after {:?}: cut off", self.timeout));
+        Err(Failure::Timeout)
+    }
+}
+
+impl ServiceGuest {
+    /// Takes no more requests: idle instances go at once, busy ones once
+    /// their requests are done.
+    pub(crate) fn retire(&self) {
+        self.retired.retire();
+    }
+}
+
+impl Drop for ServiceGuest {
+    fn drop(&mut self) {
+        // Replaced, and no request is on its way to it any more.
+        self.retire();
+    }
+}

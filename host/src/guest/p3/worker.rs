@@ -1,0 +1,218 @@
+//! How this host makes, runs and retires the instances of a 0.3 component:
+//! upstream's `ProxyHandler` asks, for each instance it runs, for a store
+//! and instance (`Instances`), whether to take another request and what to
+//! do when one starts or the instance ends (`Worker`), and when the instance
+//! has expired (`Expiry`).
+
+use crate::guest::output::Output;
+use crate::guest::reply::Health;
+use crate::guest::reuse::Reuse;
+use crate::guest::sandbox::{self, Host, Sandbox};
+use crate::telemetry::metrics::Metrics;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use wasmtime::component::GuestTaskId;
+use wasmtime::{Store, StoreContextMut};
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, Proxy, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
+};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
+
+/// Set when a component is replaced (or the host exits): its instances take
+/// no more requests, and idle ones go at once.
+#[derive(Clone, Default)]
+pub(crate) struct Retired {
+    /// Read on every turn of every worker: an atomic, where the token's own
+    /// check takes a lock.
+    flag: Arc<AtomicBool>,
+    /// Wakes the idle workers.
+    token: CancellationToken,
+}
+
+impl Retired {
+    pub(crate) fn retire(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    fn is_retired(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
+/// How this host makes and runs the instances of one 0.3 component.
+pub(crate) struct Instances {
+    pre: ServicePre<Host>,
+    sandbox: Arc<Sandbox>,
+    reuse: Reuse,
+    timeout: Duration,
+    metrics: Metrics,
+    retired: Retired,
+}
+
+impl Instances {
+    pub(crate) fn new(
+        pre: ServicePre<Host>,
+        sandbox: Arc<Sandbox>,
+        reuse: Reuse,
+        timeout: Duration,
+        metrics: Metrics,
+        retired: Retired,
+    ) -> Self {
+        Self {
+            pre,
+            sandbox,
+            reuse,
+            timeout,
+            metrics,
+            retired,
+        }
+    }
+}
+
+impl HandlerState for Instances {
+    type StoreData = Host;
+    type WorkerExpiration = Expiry;
+    type WorkerState = Worker;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiry, Worker>> {
+        let started = Instant::now();
+        let mut store = sandbox::new_store(self.pre.engine(), &self.sandbox);
+        let service = self.pre.instantiate_async(&mut store).await?;
+        self.metrics.instantiated(started.elapsed());
+        Ok(Instance {
+            store,
+            proxy: Proxy::P3(service),
+            view: http_view,
+            expiration: Expiry {
+                idle_timeout: self.reuse.idle_timeout,
+                timeout: self.timeout,
+                sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                retired: Box::pin(self.retired.token.clone().cancelled_owned()),
+            },
+            state: Worker {
+                reuse: self.reuse,
+                timeout: self.timeout,
+                metrics: self.metrics.clone(),
+                retired: self.retired.clone(),
+                health: Arc::default(),
+            },
+        })
+    }
+}
+
+fn http_view(host: &mut Host) -> WasiHttpCtxView<'_> {
+    host.http()
+}
+
+/// One instance's worker, as this host steers it.
+pub(crate) struct Worker {
+    reuse: Reuse,
+    timeout: Duration,
+    metrics: Metrics,
+    retired: Retired,
+    health: Arc<Health>,
+}
+
+impl WorkerState for Worker {
+    type StoreData = Host;
+    /// Where the instance's health and output go, for the request's
+    /// response body.
+    type RequestData = oneshot::Sender<(Arc<Health>, Output)>;
+
+    fn should_accept_request(&self, at_once: usize, served: usize) -> ShouldAccept {
+        if self.health.failed()
+            || self.retired.is_retired()
+            || served >= self.reuse.max_requests as usize
+        {
+            ShouldAccept::Never
+        } else if at_once >= self.reuse.max_at_once as usize {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        store: StoreContextMut<'_, Host>,
+        taken: Self::RequestData,
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
+        let _ = taken.send((self.health.clone(), store.data().output().clone()));
+        // When this resolves before the response, the request gets a 504 and
+        // the instance takes no more requests.
+        Box::pin(tokio::time::sleep(self.timeout))
+    }
+
+    fn drop(&self, store: Store<Host>, result: wasmtime::Result<()>) {
+        if let Err(e) = result {
+            self.health.fail();
+            if e.is::<wasmtime::Trap>() {
+                self.metrics.trapped();
+            }
+            if self.retired.is_retired() {
+                // Its component was replaced, or the host is exiting and
+                // ending the workers still running.
+                tracing::debug!("a retired 0.3 instance ended: {e:#}");
+            } else {
+                tracing::error!("a 0.3 instance failed, with every request it was serving: {e:?}");
+            }
+        }
+        drop(store);
+    }
+}
+
+/// When an instance's worker should end: idle past the idle timeout (at once
+/// if its component was replaced), or busy past the request timeout.
+pub(crate) struct Expiry {
+    idle_timeout: Duration,
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    retired: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl WorkerExpiration for Expiry {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        since: Instant,
+    ) -> Poll<()> {
+        let limit = match status {
+            WorkerStatus::Idle => {
+                if self.retired.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                self.idle_timeout
+            }
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout,
+        };
+        let Some(deadline) = since.checked_add(limit) else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        // The deadline moves later with every request; the timer is moved
+        // only when it would fire too late (a shorter limit), and otherwise
+        // re-armed when it fires early: this is polled on every turn of the
+        // worker, and moving a timer each time cost throughput.
+        if deadline < self.sleep.deadline() {
+            self.sleep.as_mut().reset(deadline);
+        }
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+}

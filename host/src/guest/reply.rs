@@ -1,0 +1,286 @@
+//! Response bodies as this host sends them ([`ReplyBody`]): the guest's, the
+//! host's own (a JSON error), or the guest's checked at its end.
+//!
+//! `wasmtime-wasi-http` ends a response body normally when the guest's side
+//! of it goes away unfinished, as it does when the guest traps or is cut off
+//! after sending the head (0.2: an `outgoing-body` dropped without `finish`;
+//! 0.3: a trailers future dropped unresolved). hyper would then write a
+//! complete response (the last chunk of a chunked body), and a client or load
+//! balancer would take a failed request for a good 200. Checked, such a body
+//! ends with an error instead, so hyper closes the connection without
+//! completing the response.
+//!
+//! The same goes for a guest that answers after its request's body was cut
+//! at `--max-body-bytes` (its read failed there, and it answered anyway, an
+//! echo of the first megabyte, say): if the head has not gone out, the
+//! client gets a 413 instead (`serve/handler.rs`); if it has, the body is cut short.
+//!
+//! An enum rather than a boxed body: one allocation less for every response.
+
+use crate::guest::output::Output;
+use crate::guest::slot::Slot;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use tokio::sync::oneshot;
+use wasmtime_wasi_http::Error as HttpError;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// A response body.
+pub(crate) enum ReplyBody {
+    /// The guest's, as it came: its guest has already finished cleanly.
+    Guest(HyperOutgoingBody),
+    /// The guest's, judged at its end.
+    Checked(Checked),
+    /// The host's own.
+    Own(Full<Bytes>),
+}
+
+impl ReplyBody {
+    /// `body`, ending cleanly only if `verdict` says its guest finished
+    /// cleanly, holding `held` until it is dropped.
+    pub(crate) fn checked(
+        body: HyperOutgoingBody,
+        verdict: Verdict,
+        held: Option<UntilSent>,
+    ) -> Self {
+        ReplyBody::Checked(Checked {
+            body,
+            verdict: Some(verdict),
+            cut: None,
+            _held: held,
+        })
+    }
+
+    /// This body, cut short as well if `cut` says its request's body was cut.
+    pub(crate) fn whole(self, cut: Cut) -> Self {
+        match self {
+            ReplyBody::Checked(mut checked) => {
+                checked.cut = Some(cut);
+                ReplyBody::Checked(checked)
+            }
+            ReplyBody::Guest(body) => ReplyBody::Checked(Checked {
+                body,
+                verdict: None,
+                cut: Some(cut),
+                _held: None,
+            }),
+            own @ ReplyBody::Own(_) => own,
+        }
+    }
+}
+
+impl Body for ReplyBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match self.get_mut() {
+            ReplyBody::Guest(body) => Pin::new(body).poll_frame(cx),
+            ReplyBody::Checked(checked) => Pin::new(checked).poll_frame(cx),
+            ReplyBody::Own(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReplyBody::Guest(body) => body.is_end_stream(),
+            ReplyBody::Checked(checked) => checked.is_end_stream(),
+            ReplyBody::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReplyBody::Guest(body) => body.size_hint(),
+            ReplyBody::Checked(checked) => checked.body.size_hint(),
+            ReplyBody::Own(body) => body.size_hint(),
+        }
+    }
+}
+
+/// How to tell, at the end of a body, whether its guest finished cleanly.
+pub(crate) enum Verdict {
+    /// Sent when the guest call that writes the body returns (0.2): `true`
+    /// if it finished cleanly; waited for.
+    Call(oneshot::Receiver<bool>),
+    /// The instance the body comes from (0.3), which goes on serving other
+    /// requests: the body is cut short if the instance has failed.
+    Instance(Arc<Health>),
+}
+
+/// Whether an instance has failed (trapped, run out of memory, been cut off).
+#[derive(Default)]
+pub(crate) struct Health(AtomicBool);
+
+impl Health {
+    pub(crate) fn fail(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Whether a request's body was cut at `--max-body-bytes`.
+#[derive(Clone, Default)]
+pub(crate) struct Cut(Arc<AtomicBool>);
+
+impl Cut {
+    pub(crate) fn cut(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_cut(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What a 0.3 response holds until its body has been sent: its request's
+/// place under `--max-concurrency`, and its instance's output, whose
+/// unterminated last line is logged then.
+pub(crate) struct UntilSent {
+    pub(crate) _slot: Slot,
+    pub(crate) output: Option<Output>,
+}
+
+impl Drop for UntilSent {
+    fn drop(&mut self) {
+        if let Some(output) = &self.output {
+            output.flush();
+        }
+    }
+}
+
+/// A guest's body, judged at its end: cut short (an error, so hyper closes
+/// the connection) unless its guest finished cleanly and its request's body
+/// was read whole.
+pub(crate) struct Checked {
+    body: HyperOutgoingBody,
+    /// Taken once the end of the body has been judged.
+    verdict: Option<Verdict>,
+    cut: Option<Cut>,
+    _held: Option<UntilSent>,
+}
+
+impl Checked {
+    fn is_end_stream(&self) -> bool {
+        // Never claim the end before the verdict is in.
+        self.verdict.is_none() && self.cut.is_none() && self.body.is_end_stream()
+    }
+}
+
+impl Body for Checked {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = &mut *self;
+        if let Some(frame) = ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            return Poll::Ready(Some(frame));
+        }
+        let finished = match this.verdict.as_mut() {
+            None => true,
+            // A guest that went away without a word failed too.
+            Some(Verdict::Call(call)) => ready!(Pin::new(call).poll(cx)).unwrap_or(false),
+            Some(Verdict::Instance(health)) => !health.failed(),
+        };
+        this.verdict = None;
+        let whole = this.cut.take().is_none_or(|cut| !cut.is_cut());
+        if finished && whole {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Err(HttpError::InternalError(Some(
+            "the guest failed, or its request's body was cut, after the response head was sent"
+                .into(),
+        )))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        Checked::is_end_stream(self)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    fn body(text: &'static str) -> HyperOutgoingBody {
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+
+    fn call(clean: Option<bool>) -> Verdict {
+        let (sender, verdict) = oneshot::channel();
+        if let Some(clean) = clean {
+            let _ = sender.send(clean);
+        }
+        Verdict::Call(verdict)
+    }
+
+    fn instance(failed: bool) -> Verdict {
+        let health = Arc::new(Health::default());
+        if failed {
+            health.fail();
+        }
+        Verdict::Instance(health)
+    }
+
+    fn cut(cut: bool) -> Cut {
+        let whole = Cut::default();
+        if cut {
+            whole.cut();
+        }
+        whole
+    }
+
+    #[tokio::test]
+    async fn a_clean_guest_ends_the_body_normally() {
+        for reply in [
+            ReplyBody::checked(body("all"), call(Some(true)), None),
+            ReplyBody::checked(body("all"), instance(false), None),
+            ReplyBody::Guest(body("all")).whole(cut(false)),
+            ReplyBody::checked(body("all"), call(Some(true)), None).whole(cut(false)),
+        ] {
+            let collected = reply.collect().await;
+            assert_eq!(
+                collected.map(|c| c.to_bytes()).ok(),
+                Some(Bytes::from("all"))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_vanished_guest_or_a_cut_request_cuts_the_body_short_after_its_data() {
+        for mut cut_short in [
+            ReplyBody::checked(body("part"), call(Some(false)), None),
+            ReplyBody::checked(body("part"), call(None), None),
+            ReplyBody::checked(body("part"), instance(true), None),
+            ReplyBody::Guest(body("part")).whole(cut(true)),
+            ReplyBody::checked(body("part"), instance(false), None).whole(cut(true)),
+        ] {
+            let first = cut_short.frame().await.expect("a frame").expect("data");
+            assert_eq!(first.into_data().ok(), Some(Bytes::from("part")));
+            assert!(matches!(cut_short.frame().await, Some(Err(_))));
+        }
+    }
+}
