@@ -23,14 +23,14 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY config/Cargo.toml config/
 COPY host/Cargo.toml host/
-COPY guest/Cargo.toml guest/
+COPY guest/p2/Cargo.toml guest/p2/
+COPY guest/p3/Cargo.toml guest/p3/
 COPY guest/routes/Cargo.toml guest/routes/
-COPY guest-p3/Cargo.toml guest-p3/
 COPY test-guests/faulty/Cargo.toml test-guests/faulty/
 COPY test-guests/faulty-p3/Cargo.toml test-guests/faulty-p3/
 COPY test-guests/stateful/Cargo.toml test-guests/stateful/
 COPY bench/native/Cargo.toml bench/native/
-RUN for crate in config host guest guest/routes guest-p3 test-guests/faulty test-guests/faulty-p3 \
+RUN for crate in config host guest/p2 guest/p3 guest/routes test-guests/faulty test-guests/faulty-p3 \
                  test-guests/stateful; do \
         mkdir -p $crate/src && touch $crate/src/lib.rs; \
     done \
@@ -45,8 +45,8 @@ RUN for crate in config host guest guest/routes guest-p3 test-guests/faulty test
 
 COPY . .
 # Newer than the stubs, so cargo rebuilds our crates (and only them).
-RUN touch config/src/lib.rs host/src/lib.rs host/src/main.rs guest/src/lib.rs \
-        guest/routes/src/lib.rs guest-p3/src/lib.rs \
+RUN touch config/src/lib.rs host/src/lib.rs host/src/main.rs guest/p2/src/lib.rs \
+        guest/p3/src/lib.rs guest/routes/src/lib.rs \
  && cargo build --release --locked -p replica-host \
  && cargo build --profile guest --locked --target wasm32-wasip2 -p replica-guest -p replica-guest-p3 \
  && mkdir -p /out/app \

@@ -1,6 +1,6 @@
 //! The replica server as a `wasi:http/proxy` (0.2) component: thin glue between
 //! `wasi:http/incoming-handler` and the plain route functions of
-//! `replica_routes` (`guest/routes/`), which the 0.3 component in `guest-p3/`
+//! `replica_routes` (`guest/routes/`), which the 0.3 component in `guest/p3/`
 //! shares.
 
 #[cfg(target_arch = "wasm32")]
@@ -10,7 +10,7 @@ mod component {
     use replica_routes::routes::{Method, Reply, Routes};
 
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "replica:server/replica",
         generate_all,
     });
