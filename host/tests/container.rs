@@ -116,6 +116,7 @@ fn assert_loaded_from_cache(container: &Container) {
 }
 
 fn the_image_serves_like_the_original_and_drains_on_stop() {
+    image(); // built (once, for every test) before the clock starts
     let started = Instant::now();
     let container = Container::run("serve", &["-e", "SERVER_ID=1"]);
     let ready = container.wait_heartbeat(Duration::from_secs(20));

@@ -383,32 +383,7 @@ fn a_fleet_behind_haproxy_upgrades_and_loses_replicas_without_failing_a_request(
 /// count of its own (none lost, none doubled: a store per replica would
 /// give each replica's first increment a 1); returns how many.
 fn count_through_the_load_balancer() -> usize {
-    const EACH: usize = 50;
     let url = format!("http://127.0.0.1:{LB_PORT}/kv/incr?key=hits");
-    let counts: Vec<u64> = std::thread::scope(|scope| {
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                scope.spawn(|| {
-                    (0..EACH)
-                        .map(|_| {
-                            // A connection per request, so that the load
-                            // balancer spreads them.
-                            let reply =
-                                common::request(&common::client(), "GET", &url).expect("an answer");
-                            assert_eq!(reply.status, 200, "{}", reply.body);
-                            reply.body.parse::<u64>().expect("a count")
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        clients
-            .into_iter()
-            .flat_map(|c| c.join().expect("a client"))
-            .collect()
-    });
-    let total = CLIENTS * EACH;
-    let distinct: std::collections::BTreeSet<u64> = counts.into_iter().collect();
-    assert_eq!(distinct, (1..=total as u64).collect());
-    total
+    // A connection per request, so that the load balancer spreads them.
+    common::assert_increments_count_once(CLIENTS, 50, |_| url.clone(), true)
 }

@@ -98,31 +98,9 @@ fn concurrent_increments_all_count_once() {
     const CLIENTS: usize = 8;
     const EACH: usize = 50;
     let server = stateful(&["--workers", "2"], &[]);
+    // Every increment returns a count of its own: none is lost or doubled.
     let url = server.url("/kv/incr?key=hits");
-    let seen: Vec<u64> = std::thread::scope(|scope| {
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                scope.spawn(|| {
-                    let agent = client();
-                    (0..EACH)
-                        .map(|_| {
-                            let reply = request(&agent, "GET", &url).expect("an answer");
-                            assert_eq!(reply.status, 200, "{}", reply.body);
-                            reply.body.parse::<u64>().expect("a count")
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        clients
-            .into_iter()
-            .flat_map(|c| c.join().expect("a client"))
-            .collect()
-    });
-    // Every increment returned a count of its own: none was lost or doubled.
-    let distinct: BTreeSet<u64> = seen.iter().copied().collect();
-    let total = (CLIENTS * EACH) as u64;
-    assert_eq!(distinct, (1..=total).collect::<BTreeSet<u64>>());
+    let total = common::assert_increments_count_once(CLIENTS, EACH, |_| url.clone(), false);
     assert_eq!(get(&server.url("/kv/get?key=hits")).body, total.to_string());
     assert_eq!(
         get(&server.url("/kv/incr?key=hits&by=10")).body,

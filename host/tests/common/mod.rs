@@ -516,3 +516,50 @@ pub fn assert_cut_bodies_are_never_a_clean_success(server: &Server) {
         "a body cut at the limit came out complete: {whole}"
     );
 }
+
+/// `clients` clients, client `i` sending `each` GETs of `url(i)` (a counter's
+/// increment, answering the count), on a connection of their own each, or a
+/// new connection per request; checks that every increment got a count of its
+/// own (none lost, none doubled) and returns how many there were.
+pub fn assert_increments_count_once(
+    clients: usize,
+    each: usize,
+    url: impl Fn(usize) -> String + Sync,
+    connection_per_request: bool,
+) -> usize {
+    let counts: Vec<u64> = std::thread::scope(|scope| {
+        let running: Vec<_> = (0..clients)
+            .map(|i| {
+                let (url, agent) = (url(i), client());
+                scope.spawn(move || {
+                    (0..each)
+                        .map(|_| {
+                            let fresh;
+                            let agent = if connection_per_request {
+                                fresh = client();
+                                &fresh
+                            } else {
+                                &agent
+                            };
+                            let reply = request(agent, "GET", &url).expect("an answer");
+                            assert_eq!(reply.status, 200, "{}", reply.body);
+                            reply.body.parse::<u64>().expect("a count")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client"))
+            .collect()
+    });
+    let total = clients * each;
+    let distinct: std::collections::BTreeSet<u64> = counts.into_iter().collect();
+    assert_eq!(
+        distinct,
+        (1..=total as u64).collect(),
+        "an increment lost or doubled"
+    );
+    total
+}
