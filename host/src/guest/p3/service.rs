@@ -17,7 +17,7 @@
 //!   shared the instance, and with it its fate.
 
 use crate::guest::answer::{Answer, Failure};
-use crate::guest::p3::worker::{Instances, Retired};
+use crate::guest::p3::worker::Instances;
 use crate::guest::reply::{Health, ReplyBody, UntilSent, Verdict};
 use crate::guest::reuse::Reuse;
 use crate::guest::sandbox::{Host, Sandbox};
@@ -35,9 +35,6 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 /// A 0.3 component's instances, as requests use them.
 pub(crate) struct ServiceGuest {
     handler: ProxyHandler<Instances>,
-    timeout: Duration,
-    metrics: Metrics,
-    retired: Retired,
 }
 
 impl ServiceGuest {
@@ -48,21 +45,15 @@ impl ServiceGuest {
         timeout: Duration,
         metrics: Metrics,
     ) -> Self {
-        let retired = Retired::default();
-        let instances = Instances::new(
-            pre,
-            sandbox,
-            reuse,
-            timeout,
-            metrics.clone(),
-            retired.clone(),
-        );
+        let instances = Instances::new(pre, sandbox, reuse, timeout, metrics);
         Self {
             handler: ProxyHandler::new(instances),
-            timeout,
-            metrics,
-            retired,
         }
+    }
+
+    /// The instances' settings and state, shared with upstream's handler.
+    fn instances(&self) -> &Instances {
+        self.handler.state()
     }
 
     /// Runs `req` in an instance while `slot` is held (until the response's
@@ -99,19 +90,13 @@ impl ServiceGuest {
         health: Option<Arc<Health>>,
     ) -> Failure {
         if e.is::<ExpirationError>() {
-            let Err(failure) = self.timed_out() else {
-                unreachable!("timed_out is a failure")
-            };
-            return failure;
+            return self.timed_out();
         }
         if e.is::<TrapOrPanicError>() {
             // The instance went down under this request: a loop cut off at
             // the timeout, or another request's trap.
-            if started.elapsed() >= self.timeout {
-                let Err(failure) = self.timed_out() else {
-                    unreachable!("timed_out is a failure")
-                };
-                return failure;
+            if started.elapsed() >= self.instances().timeout {
+                return self.timed_out();
             }
             span::log(|| {
                 tracing::error!(
@@ -126,16 +111,17 @@ impl ServiceGuest {
             if let Some(health) = health {
                 health.fail();
             }
-            self.metrics.trapped();
+            self.instances().metrics.trapped();
         }
         span::log(|| tracing::error!("request failed: {e:?}"));
         Failure::Internal
     }
 
-    fn timed_out(&self) -> Answer {
-        self.metrics.timed_out();
-        span::log(|| tracing::warn!("no response after {:?}: cut off", self.timeout));
-        Err(Failure::Timeout)
+    fn timed_out(&self) -> Failure {
+        let timeout = self.instances().timeout;
+        self.instances().metrics.timed_out();
+        span::log(|| tracing::warn!("no response after {timeout:?}: cut off"));
+        Failure::Timeout
     }
 }
 
@@ -143,7 +129,7 @@ impl ServiceGuest {
     /// Takes no more requests: idle instances go at once, busy ones once
     /// their requests are done.
     pub(crate) fn retire(&self) {
-        self.retired.retire();
+        self.instances().retired.retire();
     }
 }
 

@@ -49,13 +49,15 @@ impl Retired {
 }
 
 /// How this host makes and runs the instances of one 0.3 component.
+/// Its timeout, metrics and retirement are also what the requests' side
+/// (`ServiceGuest`) reads, through the handler's state.
 pub(crate) struct Instances {
     pre: ServicePre<Host>,
     sandbox: Arc<Sandbox>,
     reuse: Reuse,
-    timeout: Duration,
-    metrics: Metrics,
-    retired: Retired,
+    pub(super) timeout: Duration,
+    pub(super) metrics: Metrics,
+    pub(super) retired: Retired,
 }
 
 impl Instances {
@@ -65,7 +67,6 @@ impl Instances {
         reuse: Reuse,
         timeout: Duration,
         metrics: Metrics,
-        retired: Retired,
     ) -> Self {
         Self {
             pre,
@@ -73,7 +74,7 @@ impl Instances {
             reuse,
             timeout,
             metrics,
-            retired,
+            retired: Retired::default(),
         }
     }
 }
