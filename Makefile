@@ -54,14 +54,16 @@ test: system-deps wasm-target wasmtime-cli fuzz ## every test: fuzzing, unit, en
 
 # What a fresh Debian or Ubuntu machine lacks for `make test` beyond Rust:
 # Python's venv module and a C++ compiler (cargo-fuzz builds libFuzzer), both
-# needed; a Redis server (the wasi:keyvalue tests start one), without which
-# those tests are reported as not run. Installed with apt-get when run as
-# root, otherwise named.
+# needed; a Redis server (the wasi:keyvalue tests start one) and HAProxy (the
+# health-check tests put one in front of a replica), without which those
+# tests are reported as not run. Installed with apt-get when run as root,
+# otherwise named.
 system-deps:
 	@missing=""; wanted=""; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v c++ >/dev/null || missing="$$missing g++"; \
 	command -v redis-server >/dev/null || wanted="$$wanted redis-server"; \
+	command -v haproxy >/dev/null || wanted="$$wanted haproxy"; \
 	if [ -n "$$missing$$wanted" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing $$wanted >/dev/null; \
 	elif [ -n "$$missing" ]; then \

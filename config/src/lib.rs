@@ -232,7 +232,10 @@ pub struct Config {
     #[arg(long, env = "REPLICA_IDLE_INSTANCE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub idle_instance_timeout: Duration,
 
-    /// The most linear memory one guest instance may grow to, in MiB.
+    /// The most memory one guest instance may use, in MiB: its linear memory
+    /// and what its calls make the host hold (header fields, bodies in flight,
+    /// outgoing requests, its resources), counted together. Past it, the
+    /// instance's calls fail and it is never used again.
     #[arg(long, env = "REPLICA_MAX_MEMORY_MIB", default_value_t = DEFAULT_MAX_MEMORY_MIB, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_memory_mib: u32,
 
@@ -246,9 +249,31 @@ pub struct Config {
     #[arg(long, env = "REPLICA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// How long writing a response may make no progress (a client that
+    /// stopped reading) before the connection is closed and what it held is
+    /// freed.
+    #[arg(long, env = "REPLICA_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
     /// The most bytes of request headers accepted; more gets a 431.
     #[arg(long, env = "REPLICA_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
     pub max_header_bytes: u32,
+
+    /// The slowest a request body may arrive, in bytes a second, once
+    /// --body-rate-grace is over: each this many bytes buy a second more (as
+    /// Apache's mod_reqtimeout MinRate). A body slower than that is cut with
+    /// a 408. 0 turns the floor off.
+    #[arg(
+        long,
+        env = "REPLICA_MIN_BODY_RATE",
+        default_value_t = 500,
+        value_name = "BYTES"
+    )]
+    pub min_body_rate: u64,
+
+    /// How long a request body may take before --min-body-rate applies.
+    #[arg(long, env = "REPLICA_BODY_RATE_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_rate_grace: Duration,
 
     /// The most bytes of request body accepted; more gets a 413.
     #[arg(long, env = "REPLICA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -260,8 +285,15 @@ pub struct Config {
 
     /// A host the guest may send HTTP requests to, as HOST or HOST:PORT;
     /// repeat for more. Without it, every outgoing request is refused.
-    #[arg(long = "allow-outbound", value_name = "HOST[:PORT]", value_parser = parse_outbound_host)]
-    pub allow_outbound: Vec<String>,
+    #[arg(long = "allow-outbound", value_name = "HOST[:PORT]", value_parser = parse_host_port)]
+    pub allow_outbound: Vec<HostPort>,
+
+    /// The authority a guest is given for a request that names none: an
+    /// HTTP/1.0 request without Host (as HAProxy's `option httpchk` sends), or
+    /// an HTTP/2 one without :authority [default: the address the connection
+    /// came in on]. An HTTP/1.1 request without Host is still refused.
+    #[arg(long, env = "REPLICA_AUTHORITY", value_name = "HOST[:PORT]", value_parser = parse_host_port)]
+    pub authority: Option<HostPort>,
 
     /// How long a request may run in the guest before it is cut off with a 504.
     #[arg(long, env = "REPLICA_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -547,15 +579,50 @@ pub fn parse_route(s: &str) -> Result<String> {
     Ok(s.to_string())
 }
 
-/// Parses an `--allow-outbound` entry: a host name or IP, with an optional port.
-pub fn parse_outbound_host(s: &str) -> Result<String> {
-    let authority: http::uri::Authority = s
-        .parse()
-        .with_context(|| format!("`{s}` is not a host: write it as HOST or HOST:PORT"))?;
-    if authority.as_str().contains('@') || authority.host().is_empty() {
-        bail!("`{s}` is not a host: write it as HOST or HOST:PORT");
+/// A host and an optional port: what `--allow-outbound` and `--authority`
+/// take, and how the host reads the authority of a guest's outgoing request,
+/// so that the allow-list and the connection it allows read one parse. No
+/// userinfo, no path; the host is lower-cased (an IPv6 literal keeps its
+/// brackets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl HostPort {
+    /// Parses `HOST` or `HOST:PORT`; refuses userinfo (`user@host`), an empty
+    /// host, a path, and a port that is empty or not a number.
+    pub fn parse(s: &str) -> Result<Self> {
+        let usage = || format!("`{s}` is not a host: write it as HOST or HOST:PORT");
+        let authority: http::uri::Authority = s.parse().with_context(usage)?;
+        if authority.as_str().contains('@') || authority.host().is_empty() {
+            bail!(usage());
+        }
+        // `Authority` takes `host:` and `host:abc` too; a port is digits.
+        let after_host = &authority.as_str()[authority.host().len()..];
+        if !after_host.is_empty() && authority.port_u16().is_none() {
+            bail!(usage());
+        }
+        Ok(Self {
+            host: authority.host().to_ascii_lowercase(),
+            port: authority.port_u16(),
+        })
     }
-    Ok(authority.as_str().to_ascii_lowercase())
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+/// Parses an `--allow-outbound` or `--authority` value: [`HostPort::parse`].
+pub fn parse_host_port(s: &str) -> Result<HostPort> {
+    HostPort::parse(s)
 }
 
 #[cfg(test)]
@@ -718,18 +785,29 @@ mod tests {
 
     #[test]
     fn outbound_hosts_are_host_or_host_port() {
+        let host = |s: &str| HostPort::parse(s).map(|h| h.to_string()).ok();
+        assert_eq!(host("Example.com").as_deref(), Some("example.com"));
+        assert_eq!(host("127.0.0.1:8080").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(host("[::1]:8080").as_deref(), Some("[::1]:8080"));
         assert_eq!(
-            parse_outbound_host("Example.com").expect("valid"),
-            "example.com"
+            HostPort::parse("a.example:81").ok(),
+            Some(HostPort {
+                host: "a.example".into(),
+                port: Some(81)
+            })
         );
-        assert_eq!(
-            parse_outbound_host("127.0.0.1:8080").expect("valid"),
-            "127.0.0.1:8080"
-        );
-        assert!(parse_outbound_host("http://example.com/").is_err());
-        assert!(parse_outbound_host("user@example.com").is_err());
-        assert!(parse_outbound_host("").is_err());
-        assert!(parse_outbound_host("a b").is_err());
+        for bad in [
+            "http://example.com/",
+            "user@example.com",
+            "127.0.0.1:1@localhost:2",
+            "",
+            "a b",
+            "example.com:",
+            "example.com:abc",
+            "example.com/x",
+        ] {
+            assert!(HostPort::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub fn run(config: Config) -> Result<()> {
             });
             tokio::spawn(server::serve(
                 listener,
-                scrape,
+                move |_| scrape.clone(),
                 settings,
                 None,
                 stop.clone(),

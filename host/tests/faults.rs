@@ -37,6 +37,12 @@ fn a_trap_is_a_500_and_the_host_keeps_serving() {
 }
 
 #[test]
+fn a_guest_s_status_is_checked_before_it_goes_out() {
+    let server = faulty(&[]);
+    common::assert_guest_statuses_are_checked(&server);
+}
+
+#[test]
 fn a_guest_that_never_responds_is_a_500() {
     let server = faulty(&[]);
     assert_internal_error(&get(&server.url("/no-response")));

@@ -13,13 +13,7 @@ fn faulty(args: &[&str]) -> Server {
 }
 
 fn rss_kib(server: &Server) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    common::memory_kib(server, "VmRSS")
 }
 
 #[test]
@@ -37,6 +31,26 @@ fn a_guest_exhausting_memory_gets_a_500_and_the_host_stays_bounded() {
         rss < 64 * 1024,
         "host RSS {rss} KiB after the guests hit the cap"
     );
+}
+
+#[test]
+fn what_a_guest_makes_the_host_hold_is_bounded_and_given_back() {
+    // 8,000 fields of 64 KiB took the host to 622 MB before this was counted.
+    let mut server = faulty(&["--workers", "1"]);
+    common::assert_hoarding_is_bounded(
+        &mut server,
+        &["/hoard-fields?n=8000", "/hoard-bodies?n=10000"],
+        3,
+        160,
+    );
+    // An instance that keeps what it made is let go before it fails a request.
+    for _ in 0..12 {
+        let kept = get(&server.url("/hoard-fields?n=100&keep"));
+        assert_eq!((kept.status, kept.body.as_str()), (200, "100"));
+    }
+    // A fresh instance for every request: the same bound.
+    let mut strict = faulty(&["--workers", "1", "--strict"]);
+    common::assert_hoarding_is_bounded(&mut strict, &["/hoard-fields?n=8000"], 3, 160);
 }
 
 #[test]
@@ -204,10 +218,19 @@ fn malformed_requests_get_400() {
 #[test]
 fn a_request_without_a_usable_host_gets_400() {
     let server = faulty(&[]);
+    // RFC 9112, 3.2: HTTP/1.1 needs one Host; none may come twice or be
+    // invalid, and userinfo has no place in it (nor in an absolute target).
     for bad in [
         &b"GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
-        b"GET /ok HTTP/1.0\r\n\r\n",
         b"GET /ok HTTP/1.1\r\nHost: caf\xc3\xa9\r\nConnection: close\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: a.example\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: u@a.example\r\nConnection: close\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: a.example/x\r\nConnection: close\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: a.example:80x\r\nConnection: close\r\n\r\n",
+        b"GET /ok HTTP/1.0\r\nHost: u@a.example\r\n\r\n",
+        b"GET http://u@a.example/ok HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
     ] {
         let reply = raw(&server, bad, Duration::from_secs(5));
         assert!(
@@ -216,17 +239,30 @@ fn a_request_without_a_usable_host_gets_400() {
             String::from_utf8_lossy(bad)
         );
     }
-    // With an absolute URI the authority comes from it.
-    let absolute = raw(
-        &server,
-        format!(
-            "GET http://{}/ok HTTP/1.1\r\nConnection: close\r\n\r\n",
-            server.addr
-        )
-        .as_bytes(),
-        Duration::from_secs(5),
+    // Refused before the guest ran: it printed nothing, and the log says why.
+    assert!(
+        server.logs_eventually("more than one Host"),
+        "{}",
+        server.stderr()
     );
-    assert!(absolute.starts_with("HTTP/1.1 200"), "{absolute}");
+    assert!(
+        server.stderr().contains("an invalid Host"),
+        "{}",
+        server.stderr()
+    );
+    // With an absolute URI the authority comes from it, whatever Host says.
+    for host in ["", "Host: b.example\r\n"] {
+        let absolute = raw(
+            &server,
+            format!(
+                "GET http://a.example:81/authority HTTP/1.1\r\n{host}Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+            Duration::from_secs(5),
+        );
+        assert!(absolute.starts_with("HTTP/1.1 200"), "{absolute}");
+        assert!(absolute.contains("\r\na.example:81\r\n"), "{absolute}");
+    }
 }
 
 #[test]
@@ -308,6 +344,37 @@ fn outbound_entries_match_host_and_port_as_written() {
     )));
     let default_port = fetch_through(&["127.0.0.1:80"], "http://127.0.0.1/");
     assert!(!denied(default_port.clone()), "{default_port:?}");
+}
+
+#[test]
+fn userinfo_in_an_outbound_authority_is_denied_and_nothing_is_reached() {
+    let allowed = Server::start(&replica_guest(), &[], &[("SERVER_ID", "allowed")]);
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    other.set_nonblocking(true).expect("nonblocking");
+    let (a, b) = (
+        allowed.addr.port(),
+        other.local_addr().expect("addr").port(),
+    );
+    let allow = format!("localhost:{a}");
+    // The host after `@` is the allowed one; the connector must not read the
+    // whole string as another.
+    for url in [
+        format!("http://127.0.0.1:{b}@localhost:{a}/heartbeat"),
+        format!("http://user@localhost:{a}/heartbeat"),
+    ] {
+        let outcome = fetch_through(&[&allow], &url);
+        assert!(
+            matches!(&outcome, Err(body) if body.contains("HttpRequestDenied")),
+            "{url}: {outcome:?}"
+        );
+    }
+    assert!(
+        matches!(other.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection reached the port named before `@`"
+    );
+    // Without userinfo, the allowed host is reached.
+    let url = format!("http://localhost:{a}/heartbeat");
+    assert_eq!(fetch_through(&[&allow], &url), Ok(String::new()));
 }
 
 #[test]

@@ -97,6 +97,46 @@ fn a_line_written_through_several_handles_is_one_log_entry() {
 }
 
 #[test]
+fn a_guest_cannot_forge_a_log_line() {
+    let forged = "ok\r2026-12-01T00:00:00Z ERROR replica_host: FAKE line\u{1b}[2K\u{7}";
+    // Text: escaped as JSON escapes it, on the one line the host wrote.
+    let server = Server::start(&faulty_guest(), &[], &[("SERVER_ID", "1")]);
+    assert_eq!(get(&server.url("/forge")).body, "forged");
+    server.wait_for_log("FAKE line", 1);
+    let log = server.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("FAKE line"))
+        .expect("the guest's line");
+    assert!(
+        !line.contains(['\r', '\u{1b}', '\u{7}']),
+        "a control character reached the text log: {line:?}"
+    );
+    assert!(
+        line.contains(r"ok\r2026-12-01T00:00:00Z ERROR replica_host: FAKE line\u001b[2K\u0007"),
+        "{line:?}"
+    );
+    assert!(
+        line.contains("INFO") && line.contains("stream=\"stdout\""),
+        "{line:?}"
+    );
+    // JSON escapes it itself: the message is what the guest wrote.
+    let server = Server::start(
+        &faulty_guest(),
+        &["--log-format", "json"],
+        &[("SERVER_ID", "1")],
+    );
+    assert_eq!(get(&server.url("/forge")).body, "forged");
+    server.wait_for_log("FAKE line", 1);
+    let lines = json_lines(&server.stderr());
+    let guest = lines
+        .iter()
+        .find(|l| l["target"] == "guest")
+        .expect("the guest's line");
+    assert_eq!(guest["message"], forged);
+}
+
+#[test]
 fn the_access_log_is_off_unless_asked_for() {
     let server = Server::start(
         &faulty_guest(),

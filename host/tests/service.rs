@@ -26,6 +26,24 @@ fn assert_internal_error(reply: &common::Reply) {
 }
 
 #[test]
+fn a_guest_s_status_is_checked_before_it_goes_out() {
+    let server = faulty(&[]);
+    common::assert_guest_statuses_are_checked(&server);
+}
+
+#[test]
+fn what_a_guest_makes_the_host_hold_is_bounded_and_given_back() {
+    let mut server = faulty(&[]);
+    common::assert_hoarding_is_bounded(&mut server, &["/hoard-fields?n=8000"], 3, 160);
+    // An instance that keeps what it made takes no more requests once it
+    // holds half its budget: none fails.
+    for _ in 0..12 {
+        let kept = get(&server.url("/hoard-fields?n=100&keep"));
+        assert_eq!((kept.status, kept.body.as_str()), (200, "100"));
+    }
+}
+
+#[test]
 fn a_body_cut_at_the_limit_is_never_a_clean_success() {
     let server = faulty(&["--max-body-bytes", "1000"]);
     common::assert_cut_bodies_are_never_a_clean_success(&server);

@@ -1,6 +1,6 @@
 //! Fuzzes the parsing the host does itself: `--env NAME[=VALUE]`,
-//! `--config`/`--keyvalue KEY=VALUE`, `--keyvalue-url`, `--allow-outbound
-//! HOST[:PORT]`, and whole command lines through clap and the checks after
+//! `--config`/`--keyvalue KEY=VALUE`, `--keyvalue-url`, `--allow-outbound`
+//! and `--authority HOST[:PORT]`, and whole command lines through clap and the checks after
 //! it. Nothing may panic, what parses must round-trip, and a store URL's
 //! password never shows.
 
@@ -9,7 +9,7 @@
 use clap::Parser as _;
 use libfuzzer_sys::fuzz_target;
 use replica_config::{
-    Config, StoreUrl, parse_env_var, parse_key_value, parse_outbound_host, parse_pairs,
+    Config, HostPort, StoreUrl, parse_env_var, parse_key_value, parse_pairs,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -45,9 +45,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.to_string(), shown);
     }
 
-    if let Ok(host) = parse_outbound_host(&text) {
-        assert_eq!(host, host.to_ascii_lowercase());
-        assert_eq!(parse_outbound_host(&host).ok().as_deref(), Some(host.as_str()));
+    if let Ok(host) = HostPort::parse(&text) {
+        assert_eq!(host.host, host.host.to_ascii_lowercase());
+        assert!(!host.host.contains('@'));
+        // What it is written as parses again, to itself.
+        assert_eq!(HostPort::parse(&host.to_string()).ok(), Some(host));
     }
 
     // Arguments separated by NUL, as argv would hold them.

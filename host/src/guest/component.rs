@@ -6,6 +6,7 @@
 
 use crate::guest::cache;
 use crate::guest::engine::Engines;
+use crate::guest::p2;
 use crate::guest::sandbox::Host;
 use crate::guest::world::{World, world_of};
 use crate::{guest::interfaces, guest::keyvalue};
@@ -152,6 +153,7 @@ pub(crate) fn link(component: &Component, world: World, path: &Path) -> Result<L
     // A Rust guest's std imports WASI 0.2 whatever its wasi:http generation.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
+    p2::head::add_to_linker(&mut linker)?;
     // Settings and state, for guests written for them (`wasmtime serve
     // -Sconfig -Skeyvalue`, Spin, wasmCloud); a guest that imports neither
     // is not touched by them.

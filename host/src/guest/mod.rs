@@ -6,8 +6,8 @@
 //! instances) or `p3/` (wasi:http 0.3: instances serving several requests at
 //! once). What an instance may see is its `sandbox`: its environment and
 //! output (`output`), outgoing HTTP (`outbound`), wasi:config, and the
-//! wasi:keyvalue store (`keyvalue/`); `interfaces` says which imports the
-//! host provides. A call comes to an `answer` whose body is a `reply`, while
+//! wasi:keyvalue store (`keyvalue/`), within its `memory` budget;
+//! `interfaces` says which imports the host provides. A call comes to an `answer` whose body is a `reply`, while
 //! it holds a `slot`. Uses `telemetry/` only.
 
 pub(crate) mod answer;
@@ -17,6 +17,7 @@ pub(crate) mod engine;
 pub(crate) mod generation;
 pub(crate) mod interfaces;
 pub(crate) mod keyvalue;
+pub(crate) mod memory;
 pub(crate) mod outbound;
 pub(crate) mod output;
 pub(crate) mod p2;

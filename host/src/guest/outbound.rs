@@ -1,9 +1,19 @@
 //! Outgoing HTTP from the guest: refused with `HTTP-request-denied` unless the
 //! request's host is one the operator allowed with `--allow-outbound`. And
 //! the headers no guest may set, as upstream forbids them.
+//!
+//! A request's authority is read once ([`HostPort::parse`], the parse the
+//! allow-list's entries had too), and the connection goes to the host and
+//! port that reading found, written back into the request: the connector
+//! never reads the authority the guest wrote for itself. Userinfo
+//! (`user@host`) is refused: the allow-list and a connector could read it
+//! differently (`127.0.0.1:B@localhost:A`).
 
+use crate::guest::memory;
 use http_body_util::BodyExt;
+use hyper::Uri;
 use hyper::header::HeaderName;
+use replica_config::HostPort;
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use wasmtime_wasi_http::{
@@ -14,39 +24,40 @@ use wasmtime_wasi_http::{
 /// entries that port only. Hosts match whatever their case.
 #[derive(Clone)]
 pub(crate) struct Outbound {
-    allowed: Arc<[String]>,
+    allowed: Arc<[HostPort]>,
 }
 
 type Completion = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
 impl Outbound {
-    /// `allowed` holds lower-case `host` or `host:port` entries, as
-    /// `replica_config::parse_outbound_host` makes them.
-    pub(crate) fn new(allowed: Vec<String>) -> Self {
+    pub(crate) fn new(allowed: Vec<HostPort>) -> Self {
         Self {
             allowed: allowed.into(),
         }
     }
 
-    /// Whether a request to `uri` may go out. A URI without a port means the
-    /// scheme's default: 443 for https, 80 otherwise.
-    fn allows(&self, uri: &hyper::Uri) -> bool {
-        let Some(authority) = uri.authority() else {
-            return false;
-        };
-        let host = authority.host().to_ascii_lowercase();
-        let port = authority
-            .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("https") {
-                443
-            } else {
-                80
-            });
-        let host_port = format!("{host}:{port}");
+    /// Where a request to `uri` may go: its host and port (without a port,
+    /// the scheme's default: 443 for https, 80 otherwise), if an entry allows
+    /// them; `None` if none does, or the URI has no usable authority.
+    fn destination(&self, uri: &Uri) -> Option<(String, u16)> {
+        let asked = HostPort::parse(uri.authority()?.as_str()).ok()?;
+        let port = asked.port.unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
         self.allowed
             .iter()
-            .any(|entry| *entry == host || *entry == host_port)
+            .any(|entry| entry.host == asked.host && entry.port.is_none_or(|p| p == port))
+            .then_some((asked.host, port))
     }
+}
+
+/// `uri` with its authority replaced by `host:port`.
+fn addressed(uri: &Uri, host: &str, port: u16) -> Option<Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(format!("{host}:{port}").parse().ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 /// The headers a guest may neither read nor set: upstream's
@@ -75,21 +86,30 @@ impl WasiHttpHooks for Outbound {
         forbidden(name)
     }
 
+    /// Smaller than upstream's 1 MiB, so that what a body in flight holds is
+    /// small enough to count each one at its most (`guest/memory.rs`).
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        memory::BODY_CHUNK
+    }
+
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
         FORBIDDEN.clone()
     }
 
     fn send_request(
         &mut self,
-        request: hyper::Request<WasiBody>,
+        mut request: hyper::Request<WasiBody>,
         options: Option<RequestOptions>,
         _completion: Completion,
     ) -> Box<dyn Future<Output = Result<(hyper::Response<WasiBody>, Completion), HttpError>> + Send>
     {
-        if !self.allows(request.uri()) {
+        let destination = self.destination(request.uri());
+        let Some(uri) = destination.and_then(|(host, port)| addressed(request.uri(), &host, port))
+        else {
             tracing::warn!(uri = %request.uri(), "guest's outgoing request denied: allow its host with --allow-outbound");
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
-        }
+        };
+        *request.uri_mut() = uri;
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
@@ -104,9 +124,16 @@ impl WasiHttpHooks for Outbound {
 mod tests {
     use super::*;
 
+    fn destination(entries: &[&str], uri: &str) -> Option<(String, u16)> {
+        let entries = entries
+            .iter()
+            .map(|e| HostPort::parse(e).expect("an entry"))
+            .collect();
+        Outbound::new(entries).destination(&uri.parse().expect("a URI"))
+    }
+
     fn allows(entries: &[&str], uri: &str) -> bool {
-        let outbound = Outbound::new(entries.iter().map(|e| e.to_string()).collect());
-        outbound.allows(&uri.parse().expect("a URI"))
+        destination(entries, uri).is_some()
     }
 
     #[test]
@@ -155,5 +182,24 @@ mod tests {
     #[test]
     fn a_uri_without_authority_is_denied() {
         assert!(!allows(&["example.com"], "/relative"));
+    }
+
+    #[test]
+    fn userinfo_is_denied_and_the_destination_is_what_was_checked() {
+        // The host after `@` is allowed; the whole string would be another.
+        assert!(!allows(
+            &["localhost:8080"],
+            "http://127.0.0.1:9@localhost:8080/"
+        ));
+        assert!(!allows(&["localhost"], "http://user@localhost/"));
+        assert_eq!(
+            destination(&["example.com"], "http://Example.COM/x"),
+            Some(("example.com".into(), 80))
+        );
+        let uri: Uri = "https://Example.COM/x?y=1".parse().expect("a URI");
+        assert_eq!(
+            addressed(&uri, "example.com", 443).map(|u| u.to_string()),
+            Some("https://example.com:443/x?y=1".into())
+        );
     }
 }

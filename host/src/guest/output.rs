@@ -6,9 +6,11 @@
 //! guest writes through: many toolchains ask for a new stdout or stderr
 //! handle for every `print!`, and a line written in six pieces through six
 //! handles is still one line. A last line left without its newline is logged
-//! when the request ends ([`Output::flush`]) or the instance goes.
+//! when the request ends ([`Output::flush`]) or the instance goes. What a line
+//! holds is escaped as the log format needs (`logging::escaped`): a guest
+//! cannot forge a line of the host's.
 
-use crate::telemetry::span;
+use crate::telemetry::{logging, span};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -182,7 +184,8 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 fn log(stream: Stream, line: &[u8]) {
-    let text = String::from_utf8_lossy(line);
+    let lossy = String::from_utf8_lossy(line);
+    let text = logging::escaped(&lossy);
     let stream = stream.name();
     span::log(|| tracing::info!(target: "guest", stream, "{text}"));
 }

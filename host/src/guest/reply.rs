@@ -11,9 +11,10 @@
 //! completing the response.
 //!
 //! The same goes for a guest that answers after its request's body was cut
-//! at `--max-body-bytes` (its read failed there, and it answered anyway, an
-//! echo of the first megabyte, say): if the head has not gone out, the
-//! client gets a 413 instead (`serve/handler.rs`); if it has, the body is cut short.
+//! at `--max-body-bytes` or under `--min-body-rate` (its read failed there,
+//! and it answered anyway, an echo of the first megabyte, say): if the head
+//! has not gone out, the client gets a 413 or 408 instead
+//! (`serve/handler.rs`); if it has, the body is cut short.
 //!
 //! An enum rather than a boxed body: one allocation less for every response.
 
@@ -24,7 +25,7 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use tokio::sync::oneshot;
 use wasmtime_wasi_http::Error as HttpError;
@@ -118,31 +119,69 @@ pub(crate) enum Verdict {
     Instance(Arc<Health>),
 }
 
-/// Whether an instance has failed (trapped, run out of memory, been cut off).
+/// Whether an instance has failed (trapped, run out of memory, been cut
+/// off), or gone past its memory budget (`guest/memory.rs`): either way it
+/// takes no more requests.
 #[derive(Default)]
-pub(crate) struct Health(AtomicBool);
+pub(crate) struct Health {
+    failed: AtomicBool,
+    spent: AtomicBool,
+}
 
 impl Health {
     pub(crate) fn fail(&self) {
-        self.0.store(true, Ordering::Release);
+        self.failed.store(true, Ordering::Release);
     }
 
     pub(crate) fn failed(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn spend(&self) {
+        self.spent.store(true, Ordering::Release);
+    }
+
+    /// Whether the instance must take no more requests.
+    pub(crate) fn is_done(&self) -> bool {
+        self.failed() || self.spent.load(Ordering::Acquire)
     }
 }
 
-/// Whether a request's body was cut at `--max-body-bytes`.
+/// Whether a request's body was cut, and why.
 #[derive(Clone, Default)]
-pub(crate) struct Cut(Arc<AtomicBool>);
+pub(crate) struct Cut(Arc<AtomicU8>);
+
+/// Why a request's body was cut before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// Over `--max-body-bytes`.
+    TooLarge,
+    /// Slower than `--min-body-rate`.
+    TooSlow,
+}
 
 impl Cut {
-    pub(crate) fn cut(&self) {
-        self.0.store(true, Ordering::Release);
+    pub(crate) fn cut(&self, why: Why) {
+        let code = match why {
+            Why::TooLarge => 1,
+            Why::TooSlow => 2,
+        };
+        let _ = self
+            .0
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Why the body was cut, if it was: the first reason found.
+    pub(crate) fn why(&self) -> Option<Why> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(Why::TooLarge),
+            2 => Some(Why::TooSlow),
+            _ => None,
+        }
     }
 
     pub(crate) fn is_cut(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.why().is_some()
     }
 }
 
@@ -248,7 +287,7 @@ mod tests {
     fn cut(cut: bool) -> Cut {
         let whole = Cut::default();
         if cut {
-            whole.cut();
+            whole.cut(Why::TooLarge);
         }
         whole
     }

@@ -4,14 +4,16 @@
 
 use crate::guest::engine::InstanceLimits;
 use crate::guest::keyvalue::{KeyValue, KeyValueView};
+use crate::guest::memory::{self, Budget};
 use crate::guest::outbound::Outbound;
 use crate::guest::output::Output;
+use crate::guest::reply::Health;
 use crate::telemetry::metrics::Metrics;
 use anyhow::Result;
 use replica_config::Config;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -55,18 +57,45 @@ impl Sandbox {
 /// The data of one guest instance's store.
 pub(crate) struct Host {
     table: ResourceTable,
+    /// What a call is given in place of the table once the instance is past
+    /// its memory budget: empty and full, so the call fails.
+    denied: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: Outbound,
-    limits: StoreLimits,
+    budget: Budget,
     sandbox: Arc<Sandbox>,
     output: Output,
+    /// Whether the request a 0.2 instance is serving is a HEAD.
+    head: bool,
 }
 
 impl Host {
+    /// Whether the request this (0.2) instance serves is a HEAD.
+    pub(crate) fn answering_head(&self) -> bool {
+        self.head
+    }
+
+    /// Says which request this (0.2) instance serves next.
+    pub(crate) fn serve_head(&mut self, head: bool) {
+        self.head = head;
+    }
+
     /// The instance's stdout and stderr.
     pub(crate) fn output(&self) -> &Output {
         &self.output
+    }
+
+    /// Whether the instance went past its memory budget, or holds more than
+    /// half of it between requests: either way it should not serve again.
+    pub(crate) fn is_heavy(&mut self) -> bool {
+        self.budget.is_heavy(&mut self.table)
+    }
+
+    /// Tells `health` when the instance goes past its memory budget (0.3:
+    /// its worker then takes no more requests).
+    pub(crate) fn report_to(&mut self, health: Arc<Health>) {
+        self.budget.report_to(health);
     }
 
     /// What wasi:config/store reads.
@@ -76,29 +105,74 @@ impl Host {
 
     /// What wasi:keyvalue reaches.
     pub(crate) fn keyvalue(&mut self) -> KeyValueView<'_> {
+        let allowed = self.budget.call(memory::PER_CALL, &mut self.table);
         KeyValueView {
-            table: &mut self.table,
+            table: if allowed {
+                &mut self.table
+            } else {
+                &mut self.denied
+            },
             store: &self.sandbox.keyvalue,
         }
     }
 }
 
 impl WasiView for Host {
+    #[inline]
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let allowed = self.budget.call(memory::PER_CALL, &mut self.table);
         WasiCtxView {
             ctx: &mut self.wasi,
-            table: &mut self.table,
+            table: if allowed {
+                &mut self.table
+            } else {
+                &mut self.denied
+            },
         }
     }
 }
 
 impl WasiHttpView for Host {
+    #[inline]
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let allowed = self.budget.call(memory::PER_HTTP_CALL, &mut self.table);
         WasiHttpCtxView {
             ctx: &mut self.http,
-            table: &mut self.table,
+            table: if allowed {
+                &mut self.table
+            } else {
+                &mut self.denied
+            },
             hooks: &mut self.outbound,
         }
+    }
+}
+
+/// An instance's linear memories and tables grow only within its budget,
+/// counted with what the host holds for it.
+impl ResourceLimiter for Host {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(self.budget.grow(current, desired, &mut self.table))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A table element takes a pointer or two of the host's memory.
+        let element = 2 * size_of::<usize>();
+        let (current, desired) = (
+            current.saturating_mul(element),
+            desired.saturating_mul(element),
+        );
+        Ok(self.budget.grow(current, desired, &mut self.table))
     }
 }
 
@@ -114,19 +188,21 @@ pub(crate) fn new_store(engine: &Engine, sandbox: &Arc<Sandbox>) -> Store<Host> 
         .stdout(output.stdout())
         .stderr(output.stderr())
         .build();
+    let mut denied = ResourceTable::new();
+    denied.set_max_capacity(0);
     let host = Host {
         table: ResourceTable::new(),
+        denied,
         wasi,
         http: WasiHttpCtx::new(),
         outbound: sandbox.outbound.clone(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(sandbox.limits.max_memory_bytes)
-            .build(),
+        budget: Budget::new(sandbox.limits.max_memory_bytes),
         sandbox: sandbox.clone(),
         output,
+        head: false,
     };
     let mut store = Store::new(engine, host);
-    store.limiter(|host| &mut host.limits);
+    store.limiter(|host| host);
     // Yield to the executor every tick, so a guest stuck in a loop shares the
     // thread and its request's timeout can cancel it.
     store.set_epoch_deadline(1);

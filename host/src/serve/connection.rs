@@ -18,15 +18,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// What a connection is watched with: its requests, the drain, the idle
-/// timeout, and its peer for the log.
+/// timeout, when its first request must have come (one window from the
+/// accept, whatever was read before), and its peer for the log.
 pub(crate) struct Watch {
     pub(crate) asked: Asked,
     pub(crate) stop: Stop,
     pub(crate) idle: Duration,
+    pub(crate) first_by: Instant,
     pub(crate) peer: SocketAddr,
 }
 
@@ -57,8 +59,9 @@ where
         asked: watch.asked.clone(),
     };
     match protocol {
-        // hyper's header read timeout closes an HTTP/1.1 connection idle
-        // that long (it runs while waiting for the next request, too).
+        // After the first request, hyper's header read timeout closes an
+        // HTTP/1.1 connection idle that long (it runs while waiting for the
+        // next request, too).
         Protocol::Http1 => Either::Left(Serving::new(
             builders.http1.serve_connection(io, service),
             watch,
@@ -111,21 +114,21 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// Serves `conn` until it closes. It is closed (gracefully: what is in
-    /// flight finishes; in HTTP/2, with a GOAWAY) when it has started no
-    /// request for `idle` (if given), or once the drain starts. A connection
-    /// that has not asked anything yet when the drain starts is first given
-    /// its request (within the idle timeout): the kernel accepted it and its
-    /// client is sending a request, or has sent it already.
+    /// Serves `conn` until it closes. It is dropped if its first request has
+    /// not come by `first_by`; it is closed (gracefully: what is in flight
+    /// finishes; in HTTP/2, with a GOAWAY) when it has started no request for
+    /// `idle` (if given), or once the drain starts. A connection that has not
+    /// asked anything yet when the drain starts is first given its request
+    /// (within its window): the kernel accepted it and its client is sending
+    /// a request, or has sent it already.
     struct Serving<C> {
         #[pin]
         conn: C,
         #[pin]
         draining: WaitForCancellationFutureOwned,
-        // The idle timeout (HTTP/2), or the wait for a first request.
+        // The wait for the first request, then the idle timeout (HTTP/2).
         timer: Option<Pin<Box<Sleep>>>,
         idle: Option<Duration>,
-        idle_timeout: Duration,
         asked: Asked,
         // Requests asked when the timer was last set.
         seen: u64,
@@ -148,15 +151,15 @@ impl<C: Connection> Serving<C> {
         let Watch {
             asked,
             stop,
-            idle: idle_timeout,
+            first_by,
             peer,
+            ..
         } = watch;
         Self {
             conn,
             draining: stop.draining_owned(),
-            timer: idle.map(|idle| Box::pin(tokio::time::sleep(idle))),
+            timer: Some(Box::pin(tokio::time::sleep_until(first_by))),
             idle,
-            idle_timeout,
             seen: asked.count(),
             asked,
             phase: Phase::Serving,
@@ -175,12 +178,17 @@ impl<C: Connection> Future for Serving<C> {
                 closed(served, *this.peer);
                 return Poll::Ready(());
             }
+            // An HTTP/1.1 connection needs its timer only until its first
+            // request: hyper times the rest.
+            if this.idle.is_none() && this.timer.is_some() && this.asked.count() > 0 {
+                *this.timer = None;
+            }
             match *this.phase {
                 Phase::Closing => return Poll::Pending,
                 Phase::Serving if this.draining.as_mut().poll(cx).is_ready() => {
                     if this.asked.count() == 0 {
+                        // Its timer is still the wait for the first request.
                         *this.phase = Phase::AwaitingFirst;
-                        *this.timer = Some(Box::pin(tokio::time::sleep(*this.idle_timeout)));
                     } else {
                         this.conn.as_mut().graceful_shutdown();
                         *this.phase = Phase::Closing;
@@ -194,12 +202,19 @@ impl<C: Connection> Future for Serving<C> {
                         return Poll::Pending;
                     }
                     let now = this.asked.count();
+                    if now == 0 {
+                        tracing::debug!(peer = %this.peer, "no request within the first window: closed");
+                        abandon(this.conn.as_mut(), cx);
+                        return Poll::Ready(());
+                    }
                     if now == *this.seen {
                         this.conn.as_mut().graceful_shutdown();
                         *this.phase = Phase::Closing;
                     } else if let Some(idle) = *this.idle {
                         *this.seen = now;
                         timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                    } else {
+                        *this.timer = None;
                     }
                 }
                 // The first request is counted as hyper hands it over, in
@@ -212,12 +227,25 @@ impl<C: Connection> Future for Serving<C> {
                     if this.asked.count() == 0 && !waited {
                         return Poll::Pending;
                     }
+                    if this.asked.count() == 0 {
+                        abandon(this.conn.as_mut(), cx);
+                        return Poll::Ready(());
+                    }
                     this.conn.as_mut().graceful_shutdown();
                     *this.phase = Phase::Closing;
                 }
             }
         }
     }
+}
+
+/// Gives up on a connection that asked nothing in its window, at once: an
+/// HTTP/2 one is sent its GOAWAY first (the one poll after the shutdown
+/// writes it); an HTTP/1.1 one is just closed (hyper would go on reading a
+/// request head begun, and wait for a GOAWAY's acknowledgement).
+fn abandon<C: Connection>(mut conn: Pin<&mut C>, cx: &mut Context<'_>) {
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.poll(cx);
 }
 
 fn closed(served: hyper::Result<()>, peer: SocketAddr) {

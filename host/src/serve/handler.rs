@@ -1,48 +1,71 @@
-//! One HTTP request: its span, the checks made before any guest work, a
-//! concurrency slot, the guest's response or a JSON error, and its line in
-//! the access log and the metrics.
+//! One HTTP request: its span, the checks made before any guest work, its
+//! body on its way (`upload.rs`), a concurrency slot, the guest's response or
+//! a JSON error, and its line in the access log and the metrics.
 
 use crate::guest::answer::{Answer, Failure};
 use crate::guest::generation::LocalGuests;
-use crate::guest::reply::{Cut, ReplyBody};
+use crate::guest::reply::{Cut, ReplyBody, Why};
 use crate::guest::slot::Slots;
-use crate::serve::drain::Drained;
+use crate::serve::authority::{self, Fallback};
+use crate::serve::response;
+use crate::serve::upload::{Floor, Upload};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::span::{self, InRequest, RequestSpan};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use replica_config::Config;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use wasmtime_wasi_http::Error as HttpError;
 
-/// What one request may ask of the host.
-#[derive(Clone, Copy, Debug)]
+/// What one request may ask of the host, how slowly its body may come, and
+/// what it is given if it names no authority.
+#[derive(Clone, Debug)]
 pub(crate) struct RequestLimits {
     pub(crate) max_header_bytes: usize,
     pub(crate) max_body_bytes: u64,
+    pub(crate) floor: Floor,
+    pub(crate) authority: Fallback,
 }
 
 impl From<&Config> for RequestLimits {
     fn from(config: &Config) -> Self {
+        let authority = config
+            .authority
+            .as_ref()
+            .and_then(|given| HeaderValue::from_str(&given.to_string()).ok())
+            .map_or(Fallback::Local, Fallback::Configured);
         Self {
             max_header_bytes: config.max_header_bytes as usize,
             max_body_bytes: config.max_body_bytes,
+            floor: Floor {
+                rate: config.min_body_rate,
+                grace: config.body_rate_grace,
+            },
+            authority,
         }
     }
 }
 
 /// What a request came to when it was handled: a refusal, or a guest's call
-/// under way (with what tells whether its body was cut at the limit).
+/// under way.
 enum Started<F> {
     Answered(Response<ReplyBody>),
-    Guest(F, Option<Cut>),
+    Guest(F, Asked),
+}
+
+/// What the answer to a guest's call depends on besides the call: whether
+/// the request's body was cut (and why), what the request was.
+struct Asked {
+    cut: Option<Cut>,
+    head: bool,
+    version: Version,
 }
 
 /// Everything a worker's requests need, built once before its accept loop.
@@ -108,6 +131,7 @@ impl Handler {
     pub(crate) fn handle(
         self: &Arc<Self>,
         req: Request<Incoming>,
+        local: SocketAddr,
     ) -> impl Future<Output = Result<Response<ReplyBody>, Infallible>> + Send + 'static + use<>
     {
         let id = self.ids.next();
@@ -116,13 +140,13 @@ impl Handler {
         let timed =
             self.metrics.is_on() || tracing::enabled!(target: "access", tracing::Level::INFO);
         let start = timed.then(Instant::now);
-        let started = span::within(&request, || self.start(req));
+        let started = span::within(&request, || self.start(req, local));
         let handler = self.clone();
         let span = request.clone();
         InRequest::new(Some(request), async move {
             let response = match started {
                 Started::Answered(response) => response,
-                Started::Guest(call, cut) => handler.finish(call.await, cut),
+                Started::Guest(call, asked) => handler.finish(call.await, asked),
             };
             if let Some(start) = start {
                 let (status, latency) = (response.status().as_u16(), start.elapsed());
@@ -139,39 +163,44 @@ impl Handler {
         })
     }
 
-    /// A refusal, or the guest's call started.
+    /// A refusal, or the guest's call started, in a place under
+    /// `--max-concurrency` (and an upload place while its body is still
+    /// arriving), or a 503 without one.
     fn start(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
+        local: SocketAddr,
     ) -> Started<impl Future<Output = Answer> + Send + 'static + use<>> {
-        if let Some((reason, rejection)) = self.refusal(&req) {
-            span::log(|| tracing::warn!("request refused ({reason})"));
-            self.metrics.rejected(reason);
-            return Started::Answered(rejection);
+        if let Some(Refusal { label, why, answer }) = self.refusal(&mut req, local) {
+            span::log(|| tracing::warn!("request refused: {why}"));
+            self.metrics.rejected(label);
+            return Started::Answered(answer);
         }
-        // A body sent without a length is cut off at the limit: the guest's
-        // read fails there, and whatever it answers, the client is told (a
-        // 413 if nothing was sent yet, a response cut short otherwise).
-        let max_body = self.limits.max_body_bytes;
         let version = req.version();
-        let cut = (!req.body().is_end_stream() && !req.headers().contains_key(CONTENT_LENGTH))
-            .then(Cut::default);
-        let cutting = cut.clone();
-        let req = req.map(|body| {
-            let body = Drained::new(body, version);
-            Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).map_err(move |e| {
-                match e.downcast::<hyper::Error>() {
-                    Ok(e) => HttpError::from(*e),
-                    Err(_) => {
-                        if let Some(cut) = &cutting {
-                            cut.cut();
-                        }
-                        HttpError::HttpRequestBodySize(Some(max_body))
-                    }
-                }
-            })
+        let head = req.method() == Method::HEAD;
+        let arriving = !req.body().is_end_stream();
+        // Whatever the guest answers after its body was cut (at the limit,
+        // or under the floor), the client is told.
+        let cut = arriving.then(Cut::default);
+        let limits = &self.limits;
+        let mut req = req.map(|body| match &cut {
+            Some(cut) => Upload::new(
+                body,
+                version,
+                limits.max_body_bytes,
+                limits.floor,
+                cut.clone(),
+            ),
+            None => Upload::none(),
         });
-        let Some(slot) = self.slots.try_take() else {
+        let places = if arriving {
+            self.slots
+                .try_upload()
+                .map(|place| req.body_mut().hold(place))
+        } else {
+            Some(())
+        };
+        let Some(slot) = places.and_then(|()| self.slots.try_take()) else {
             span::log(|| tracing::warn!("at --max-concurrency: answering 503"));
             self.metrics.rejected("busy");
             let mut busy = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
@@ -179,12 +208,38 @@ impl Handler {
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return Started::Answered(busy);
         };
-        Started::Guest(self.guests.call(req, slot), cut)
+        let asked = Asked { cut, head, version };
+        Started::Guest(self.guests.call(req, slot), asked)
+    }
+
+    /// The answer to a request whose body was cut: a 413 over the limit, a
+    /// 408 under the floor (closing the connection: the rest of the body is
+    /// not waited for).
+    fn cut_short(&self, why: Why, version: Version) -> Response<ReplyBody> {
+        match why {
+            Why::TooLarge => {
+                span::log(|| tracing::warn!("request body over --max-body-bytes: answering 413"));
+                self.metrics.rejected("body");
+                too_large()
+            }
+            Why::TooSlow => {
+                span::log(|| {
+                    tracing::warn!("request body slower than --min-body-rate: answering 408")
+                });
+                self.metrics.rejected("slow");
+                let mut late = json_error(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+                if version < Version::HTTP_2 {
+                    late.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                late
+            }
+        }
     }
 
     /// The guest's answer as the client gets it.
-    fn finish(&self, answer: Answer, cut: Option<Cut>) -> Response<ReplyBody> {
-        let response = match answer {
+    fn finish(&self, answer: Answer, asked: Asked) -> Response<ReplyBody> {
+        let mut response = match answer {
             Ok(response) => response,
             Err(Failure::Timeout) => {
                 return json_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
@@ -193,29 +248,37 @@ impl Handler {
                 return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             }
         };
-        let Some(cut) = cut else {
+        if let Some(status) = response::not_final(&response) {
+            span::log(|| {
+                tracing::error!(
+                    "guest answered {status}, which is not a final status: answering 502"
+                )
+            });
+            self.metrics.rejected("status");
+            return json_error(StatusCode::BAD_GATEWAY, "Bad Gateway");
+        }
+        if response::is_bodiless(&response, asked.head) {
+            response = response::emptied(response);
+        }
+        let Some(cut) = asked.cut else {
             return response;
         };
-        if cut.is_cut() {
-            span::log(|| tracing::warn!("request body over --max-body-bytes: answering 413"));
-            self.metrics.rejected("body");
-            return too_large();
+        if let Some(why) = cut.why() {
+            return self.cut_short(why, asked.version);
         }
         response.map(|body| body.whole(cut))
     }
 
     /// A JSON 400, 431 or 413 for a request the guest cannot be given: no
-    /// usable authority, or over the limits. Decided before any guest work.
-    fn refusal(&self, req: &Request<Incoming>) -> Option<(&'static str, Response<ReplyBody>)> {
-        // wasi:http gives every request an authority: from the URI, or from
-        // a Host header (which HTTP/1.1 requires anyway: RFC 9112, 3.2).
-        let authority = req.uri().authority().is_some()
-            || req
-                .headers()
-                .get(HOST)
-                .is_some_and(|host| host.to_str().is_ok());
-        if !authority {
-            return Some(("host", json_error(StatusCode::BAD_REQUEST, "Bad Request")));
+    /// usable authority, or over the limits. Decided before any guest work;
+    /// a request that may name no authority is given one here.
+    fn refusal(&self, req: &mut Request<Incoming>, local: SocketAddr) -> Option<Refusal> {
+        if let Err(refused) = authority::settle(req, &self.limits.authority, local) {
+            return Some(Refusal {
+                label: "host",
+                why: refused.reason(),
+                answer: json_error(StatusCode::BAD_REQUEST, "Bad Request"),
+            });
         }
         // As counted on the wire: "name: value\r\n".
         let header_bytes: usize = req
@@ -225,20 +288,36 @@ impl Handler {
             .sum();
         if header_bytes > self.limits.max_header_bytes {
             let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-            return Some((
-                "headers",
-                json_error(status, "Request Header Fields Too Large"),
-            ));
+            return Some(Refusal {
+                label: "headers",
+                why: "headers over --max-header-bytes",
+                answer: json_error(status, "Request Header Fields Too Large"),
+            });
         }
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > self.limits.max_body_bytes) {
-            return Some(("body", too_large()));
+        if declared_length(req).is_some_and(|length| length > self.limits.max_body_bytes) {
+            return Some(Refusal {
+                label: "body",
+                why: "a declared body over --max-body-bytes",
+                answer: too_large(),
+            });
         }
         None
     }
+}
+
+/// The body length a request declares, if it does.
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// A request refused before any guest work: its label in the metrics, why
+/// (for the log), and the answer.
+struct Refusal {
+    label: &'static str,
+    why: &'static str,
+    answer: Response<ReplyBody>,
 }
 
 fn too_large() -> Response<ReplyBody> {

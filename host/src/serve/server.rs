@@ -7,6 +7,7 @@ use crate::serve::listeners;
 use crate::serve::protocol::{Builders, Protocol};
 use crate::serve::settings::Settings;
 use crate::serve::shutdown::Stop;
+use crate::serve::stall::Stalled;
 use crate::serve::tls::Tls;
 use futures::FutureExt as _;
 use hyper::body::{Body, Incoming};
@@ -20,21 +21,22 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
-/// Serves `listener` with `service` (over TLS when `tls` is given) until
+/// Serves `listener` with the service `serving` makes for each connection
+/// (from the local address it came in on), over TLS when `tls` is given, until
 /// `stop` says to drain; then refuses new connections, serves those the
 /// kernel had already taken (see listeners.rs), closes the socket, and lets
 /// in-flight requests finish for up to the grace period, or until `stop` says
 /// to end at once. Returns whether every connection finished.
-pub(crate) async fn serve<S, B>(
+pub(crate) async fn serve<M, S, B>(
     listener: TcpListener,
-    service: S,
+    serving: M,
     settings: Settings,
     tls: Option<Arc<Tls>>,
     stop: Stop,
 ) -> bool
 where
+    M: Fn(SocketAddr) -> S,
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
         + Send
         + Sync
         + 'static,
@@ -51,35 +53,42 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
-        let service = service.clone();
+        let local = stream.local_addr().unwrap_or(peer);
+        let service = serving(local);
         let builders = builders.clone();
         let idle = settings.header_read_timeout;
+        let write_timeout = settings.write_timeout;
+        // One window for the first request, from the accept: the look at
+        // its first bytes (or the TLS handshake) and the read of its head.
+        let first_by = tokio::time::Instant::now() + idle;
         let watch = Watch {
             asked: Asked::default(),
             stop: drain.clone(),
             idle,
+            first_by,
             peer,
         };
         // Two kinds of task, so that a plain connection's is not sized for TLS.
         let Some(tls) = tls.clone() else {
             connections.spawn(async move {
-                let Ok(protocol) = tokio::time::timeout(idle, Protocol::spoken(&stream)).await
+                let Ok(protocol) =
+                    tokio::time::timeout_at(first_by, Protocol::spoken(&stream)).await
                 else {
                     tracing::debug!(%peer, "nothing sent in {idle:?}");
                     return;
                 };
-                connection::serve_in(protocol, &builders, TokioIo::new(stream), service, watch)
-                    .await;
+                let io = Stalled::new(TokioIo::new(stream), write_timeout);
+                connection::serve_in(protocol, &builders, io, service, watch).await;
             });
             return;
         };
         connections.spawn(async move {
-            let handshake = tokio::time::timeout(idle, tls.acceptor().accept(stream));
+            let handshake = tokio::time::timeout_at(first_by, tls.acceptor().accept(stream));
             match handshake.await {
                 Ok(Ok(stream)) => {
                     let protocol = Protocol::chosen(&stream);
-                    connection::serve_in(protocol, &builders, TokioIo::new(stream), service, watch)
-                        .await;
+                    let io = Stalled::new(TokioIo::new(stream), write_timeout);
+                    connection::serve_in(protocol, &builders, io, service, watch).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake still unfinished after {idle:?}"),

@@ -18,6 +18,8 @@ pub(crate) struct Settings {
     pub(crate) max_header_bytes: usize,
     /// HTTP/2 streams one connection may have open at once.
     pub(crate) max_streams: u32,
+    /// A connection whose writes make no progress this long is closed.
+    pub(crate) write_timeout: Duration,
 }
 
 impl From<&Config> for Settings {
@@ -27,6 +29,7 @@ impl From<&Config> for Settings {
             header_read_timeout: config.header_read_timeout,
             max_header_bytes: config.max_header_bytes as usize,
             max_streams: config.max_streams,
+            write_timeout: config.write_timeout,
         }
     }
 }

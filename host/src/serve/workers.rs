@@ -82,11 +82,11 @@ async fn work(listener: std::net::TcpListener, ids: Ids, shared: Shared) -> bool
         handler.clone(),
         shared.guests.idle_timeout(),
     ));
-    let service = service_fn({
+    let serving = |local| {
         let handler = handler.clone();
-        move |req| handler.handle(req)
-    });
-    let drained = server::serve(listener, service, shared.settings, shared.tls, shared.stop).await;
+        service_fn(move |req| handler.handle(req, local))
+    };
+    let drained = server::serve(listener, serving, shared.settings, shared.tls, shared.stop).await;
     sweeper.abort();
     handler.guests().retire();
     drained

@@ -117,7 +117,7 @@ impl Metrics {
         let rejections = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "rejections",
-            "Requests refused before the guest: busy, headers, body, host",
+            "Requests the host answered itself instead of the guest: busy, headers, body, host, status (a guest's 1xx), slow (a body under --min-body-rate)",
             rejections.clone(),
         );
         let reloads = Family::<OutcomeLabels, Counter>::default();

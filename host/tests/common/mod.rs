@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod docker;
+pub mod haproxy;
 pub mod needs;
 pub mod redis;
 
@@ -16,6 +17,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const HOST: &str = env!("CARGO_BIN_EXE_replica-host");
+
+/// The host binary the tests run: this build's, or `REPLICA_HOST_BIN` (how a
+/// new test is shown to fail against an older build).
+pub fn host() -> PathBuf {
+    std::env::var_os("REPLICA_HOST_BIN").map_or_else(|| HOST.into(), PathBuf::from)
+}
 
 /// The workspace root, where `Cargo.toml` and `target/` live.
 pub fn workspace() -> PathBuf {
@@ -86,7 +93,7 @@ impl Server {
     /// Starts the host on an ephemeral loopback port with only the given
     /// environment, and waits for its `listening on` line.
     pub fn start(component: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(HOST);
+        let mut cmd = Command::new(host());
         cmd.arg(component)
             .args(["--addr", "127.0.0.1:0"])
             .args(args);
@@ -274,7 +281,7 @@ pub fn precompile(guest: &Path, out: &Path) {
 /// subcommands), killing it and failing the test if it has not ended within
 /// a minute: a refusal that regresses into serving must not hang the suite.
 pub fn run_host(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(HOST)
+    let mut child = Command::new(host())
         .args(args)
         .env_clear()
         .envs(env.iter().copied())
@@ -313,6 +320,49 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Str
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// A field of the server process's `/proc/PID/status` in KiB: `VmRSS` (its
+/// memory now) or `VmHWM` (the most it has held).
+pub fn memory_kib(server: &Server, field: &str) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+/// Asks a guest that hoards host memory (`/hoard-fields`, `/hoard-bodies`,
+/// each of `queries`) to do it `times` times: each request fails (a 500:
+/// the guest traps once past `--max-memory-mib`, 64 MiB here), the host
+/// lives and serves the next, and its peak memory grows by less than
+/// `bound_mib`. Returns the growth, in MiB.
+pub fn assert_hoarding_is_bounded(
+    server: &mut Server,
+    queries: &[&str],
+    times: usize,
+    bound_mib: u64,
+) -> u64 {
+    let before = memory_kib(server, "VmHWM");
+    for query in queries {
+        for _ in 0..times {
+            let reply = get(&server.url(query));
+            assert_eq!(reply.status, 500, "{query}: {}", reply.body);
+            assert!(server.is_running(), "the host exited");
+            assert_eq!(get(&server.url("/ok")).body, "ok");
+        }
+    }
+    assert!(
+        server.logs_eventually("past --max-memory-mib"),
+        "{}",
+        server.stderr()
+    );
+    let grown = (memory_kib(server, "VmHWM") - before) >> 10;
+    println!("peak memory grew by {grown} MiB for {queries:?}, {times} times each");
+    assert!(grown < bound_mib, "peak memory grew by {grown} MiB");
+    grown
 }
 
 /// A reply, as a client saw it.
@@ -562,4 +612,50 @@ pub fn assert_increments_count_once(
         "an increment lost or doubled"
     );
     total
+}
+
+/// What a client sees of a guest's statuses that HTTP constrains: a 1xx is
+/// not a final answer (a 502 instead, logged), and a 204, 205 or 304 carries
+/// no body, whatever the guest writes (`/status?code=N` answers N with a
+/// body): each on a kept-alive connection that goes on serving.
+pub fn assert_guest_statuses_are_checked(server: &Server) {
+    for code in [101, 103] {
+        let reply = get(&server.url(&format!("/status?code={code}")));
+        assert_eq!(reply.status, 502, "{code}: {reply:?}");
+        assert_eq!(reply.body, r#"{"detail":"Bad Gateway"}"#);
+    }
+    assert!(
+        server.logs_eventually("101 Switching Protocols, which is not a final status"),
+        "{}",
+        server.stderr()
+    );
+    for code in [204, 205, 304] {
+        let mut stream = std::net::TcpStream::connect(server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let ask = format!(
+            "GET /status?code={code} HTTP/1.1\r\nHost: t\r\n\r\n\
+             GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut stream, ask.as_bytes()).expect("send");
+        let mut replies = String::new();
+        let _ = stream.read_to_string(&mut replies);
+        let heads: Vec<&str> = replies.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(heads.len(), 2, "{code}: {replies:?}");
+        assert!(heads[0].starts_with(&code.to_string()), "{replies:?}");
+        assert!(
+            heads[0].ends_with("\r\n\r\n"),
+            "{code} carried a body: {replies:?}"
+        );
+        if code == 205 {
+            assert!(
+                heads[0]
+                    .to_ascii_lowercase()
+                    .contains("content-length: 0\r\n"),
+                "{replies:?}"
+            );
+        }
+        assert!(heads[1].starts_with("200 OK"), "{replies:?}");
+    }
 }

@@ -1,5 +1,5 @@
 //! Tests that need a tool this machine may lack (a Docker engine, Compose,
-//! Chromium, curl, a Redis server) run under this harness, built on `libtest-mimic`, instead of
+//! Chromium, curl, a Redis server, HAProxy) run under this harness, built on `libtest-mimic`, instead of
 //! libtest's: libtest can only pass a test that returns early, so a missing
 //! tool would read as `ok`. Here a test whose tool is missing is reported as
 //! `ignored` and counted so by the runner's summary; the reason goes to
@@ -26,6 +26,8 @@ pub enum Tool {
     Curl,
     /// A Redis server to start (`redis-server`, with `redis-cli`).
     Redis,
+    /// HAProxy, to put in front of a replica (`haproxy`).
+    Haproxy,
 }
 
 impl Tool {
@@ -36,6 +38,7 @@ impl Tool {
             Tool::Chromium => "chromium",
             Tool::Curl => "curl",
             Tool::Redis => "redis",
+            Tool::Haproxy => "haproxy",
         }
     }
 
@@ -73,6 +76,11 @@ impl Tool {
                         && succeeds(Command::new("redis-cli").arg("--version"))
                 });
                 (!ok).then_some("no Redis server here (`apt-get install redis-server`)")
+            }
+            Tool::Haproxy => {
+                static PROBE: OnceLock<bool> = OnceLock::new();
+                let ok = *PROBE.get_or_init(|| succeeds(Command::new("haproxy").arg("-v")));
+                (!ok).then_some("no HAProxy here (`apt-get install haproxy`)")
             }
         }
     }

@@ -26,6 +26,8 @@ impl wasip3::exports::http::handler::Guest for Faulty {
             .unwrap_or((&path_with_query, ""));
         match path {
             "/ok" => respond(200, b"ok"),
+            // Healthy for a load balancer, as the replica guest is.
+            "/heartbeat" => respond(200, b""),
             "/print" => {
                 println!("hello from the guest");
                 eprintln!("and a warning");
@@ -97,6 +99,22 @@ impl wasip3::exports::http::handler::Guest for Faulty {
                 });
                 with_body(200, Some(reader))
             }
+            // Reads the whole body and answers its length, or 400 if the
+            // reading failed.
+            "/body" => {
+                let (mut input, _trailers) = Request::consume_body(request, unit());
+                let mut length = 0;
+                loop {
+                    let (result, chunk) = input.read(Vec::with_capacity(64 * 1024)).await;
+                    length += chunk.len();
+                    match result {
+                        StreamResult::Complete(_) => {}
+                        StreamResult::Dropped => break,
+                        StreamResult::Cancelled => return respond(400, b"read cancelled"),
+                    }
+                }
+                respond(200, length.to_string().as_bytes())
+            }
             // Reads what it can of the request's body, then answers 200
             // with it, whether or not the reading failed.
             "/echo-after" => {
@@ -114,9 +132,81 @@ impl wasip3::exports::http::handler::Guest for Faulty {
                 });
                 with_body(200, Some(reader))
             }
+            // The authority the host gave the request.
+            "/authority" => respond(200, request.get_authority().unwrap_or_default().as_bytes()),
+            // Declares its content-length and writes the body whatever the
+            // method, HEAD included.
+            "/head-body" => respond_declared(b"a body written for HEAD too", true),
+            // Declares its content-length and writes no body for HEAD.
+            "/head-declared" => {
+                let head = matches!(request.get_method(), wasip3::http::types::Method::Head);
+                respond_declared(b"a body not written for HEAD", !head)
+            }
+            // Answers with the status of `?code=N` and a body.
+            "/status" => {
+                let code = query.strip_prefix("code=").and_then(|c| c.parse().ok());
+                respond(code.unwrap_or(200), b"a body")
+            }
+            // Makes the host hold memory: `?n=N` header fields of up to
+            // 64 KiB each, kept by the instance across requests with `&keep`.
+            "/hoard-fields" => {
+                let n = query_number(query, "n").unwrap_or(10_000);
+                let kept = hoard_fields(n, query.contains("keep"));
+                respond(200, kept.to_string().as_bytes())
+            }
             _ => respond(404, b"no such fault"),
         }
     }
+}
+
+/// `name=N` from a query.
+fn query_number(query: &str, name: &str) -> Option<usize> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+/// Fields an instance keeps across its requests (`/hoard-fields?keep`).
+static KEPT: std::sync::Mutex<Vec<Fields>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes `n` fields, each filled with 1 KiB values up to 64 KiB (or until the
+/// host refuses one); returns how many it made.
+fn hoard_fields(n: usize, keep: bool) -> usize {
+    let value = [b'v'; 1024];
+    let mut hoard = Vec::new();
+    for i in 0..n {
+        let fields = Fields::new();
+        for j in 0..64 {
+            if fields.append(&format!("x-{j}"), &value).is_err() {
+                break;
+            }
+        }
+        hoard.push(fields);
+        if i % 1000 == 999 {
+            println!("holding {} fields", i + 1);
+        }
+    }
+    let made = hoard.len();
+    if keep && let Ok(mut kept) = KEPT.lock() {
+        kept.extend(hoard);
+    }
+    made
+}
+
+/// A 200 with `bytes`' content-length declared, written only if `write`.
+fn respond_declared(bytes: &[u8], write: bool) -> Result<Response, ErrorCode> {
+    let headers = Fields::new();
+    headers
+        .append("content-length", bytes.len().to_string().as_bytes())
+        .map_err(|_| ErrorCode::InternalError(Some("bad header".into())))?;
+    let (mut writer, reader) = wit_stream::new();
+    let bytes = if write { bytes.to_vec() } else { Vec::new() };
+    wasip3::spawn(async move {
+        writer.write_all(bytes).await;
+    });
+    let (_no_trailers, trailers) = wit_future::new(|| Ok(None));
+    let (response, _sent) = Response::new(headers, Some(reader), trailers);
+    Ok(response)
 }
 
 /// A future that resolves `Ok(())`: the request's body is not refused.

@@ -131,6 +131,62 @@ impl Guest for Faulty {
                 let listing = std::fs::read_dir("/").map(|d| d.count());
                 respond(out, 200, format!("{listing:?}").as_bytes());
             }
+            // The authority the host gave the request.
+            "/authority" => {
+                let authority = request.authority().unwrap_or_default();
+                respond(out, 200, authority.as_bytes());
+            }
+            // Declares its content-length and writes the body whatever the
+            // method, HEAD included (as many frameworks do).
+            "/head-body" => respond_declared(out, 200, b"a body written for HEAD too", true),
+            // Declares its content-length and writes no body for HEAD (as
+            // axum does): upstream's body-size check would call that short.
+            "/head-declared" => {
+                let head = matches!(request.method(), wasi::http::types::Method::Head);
+                respond_declared(out, 200, b"a body not written for HEAD", !head);
+            }
+            // Answers with the status of `?code=N` and a body.
+            "/status" => {
+                let code = query.strip_prefix("code=").and_then(|c| c.parse().ok());
+                respond(out, code.unwrap_or(200), b"a body");
+            }
+            // Writes `?bytes=N` bytes of body.
+            "/big" => {
+                let bytes = query.strip_prefix("bytes=").and_then(|n| n.parse().ok());
+                let body = start(out, 200);
+                if let Ok(stream) = body.write() {
+                    let chunk = [b'x'; 4096];
+                    let mut left: usize = bytes.unwrap_or(1 << 20);
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if stream.blocking_write_and_flush(&chunk[..n]).is_err() {
+                            break;
+                        }
+                        left -= n;
+                    }
+                }
+                let _ = OutgoingBody::finish(body, None);
+            }
+            // Prints a line that tries to forge log lines of its own.
+            "/forge" => {
+                println!("ok\r2026-12-01T00:00:00Z ERROR replica_host: FAKE line\u{1b}[2K\u{7}");
+                respond(out, 200, b"forged");
+            }
+            // Makes the host hold memory: `?n=N` header fields of up to
+            // 64 KiB each (values appended until the host refuses), kept by
+            // the instance across requests with `&keep`.
+            "/hoard-fields" => {
+                let n = query_number(query, "n").unwrap_or(10_000);
+                let kept = hoard_fields(n, query.contains("keep"));
+                respond(out, 200, kept.to_string().as_bytes());
+            }
+            // The same with `?n=N` responses, each with 64 KiB of body
+            // written into it and never sent.
+            "/hoard-bodies" => {
+                let n = query_number(query, "n").unwrap_or(10_000);
+                let kept = hoard_bodies(n);
+                respond(out, 200, kept.to_string().as_bytes());
+            }
             _ => respond(out, 404, b"no such fault"),
         }
     }
@@ -197,6 +253,74 @@ fn read_all(stream: &wasi::io::streams::InputStream) -> Result<Vec<u8>, String> 
     }
 }
 
+/// `name=N` from a query.
+fn query_number(query: &str, name: &str) -> Option<usize> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+/// Fields an instance keeps across its requests (`/hoard-fields?keep`).
+static KEPT: std::sync::Mutex<Vec<Fields>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes `n` fields, each filled with 1 KiB values up to 64 KiB (or until the
+/// host refuses one); returns how many it made.
+fn hoard_fields(n: usize, keep: bool) -> usize {
+    let value = [b'v'; 1024];
+    let mut hoard = Vec::new();
+    for i in 0..n {
+        let fields = Fields::new();
+        for j in 0..64 {
+            if fields.append(&format!("x-{j}"), &value.to_vec()).is_err() {
+                break;
+            }
+        }
+        hoard.push(fields);
+        if i % 1000 == 999 {
+            println!("holding {} fields", i + 1);
+        }
+    }
+    let made = hoard.len();
+    if keep && let Ok(mut kept) = KEPT.lock() {
+        kept.extend(hoard);
+    }
+    made
+}
+
+/// Makes `n` responses and writes 64 KiB into each one's body, never sending
+/// them; returns how many it made.
+fn hoard_bodies(n: usize) -> usize {
+    let chunk = [b'b'; 4096];
+    // Dropped in the reverse order: each stream before its body, each body
+    // before its response.
+    let mut responses = Vec::new();
+    let mut bodies = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let response = OutgoingResponse::new(Fields::new());
+        let Ok(body) = response.body() else { break };
+        if let Ok(stream) = body.write() {
+            let mut written = 0;
+            while written < 64 * 1024 {
+                match stream.check_write() {
+                    Ok(0) | Err(_) => break,
+                    Ok(permitted) => {
+                        let n = (permitted as usize).min(chunk.len());
+                        if stream.write(&chunk[..n]).is_err() {
+                            break;
+                        }
+                        written += n;
+                    }
+                }
+            }
+            streams.push(stream);
+        }
+        bodies.push(body);
+        responses.push(response);
+    }
+    responses.len()
+}
+
 /// `ms=N` from a query, or one second.
 fn query_ms(query: &str) -> u64 {
     query
@@ -238,6 +362,23 @@ fn start_with(out: ResponseOutparam, status: u16, headers: Fields) -> OutgoingBo
     let body = response.body().expect("a new response has a body");
     ResponseOutparam::set(out, Ok(response));
     body
+}
+
+/// Answers `bytes` with their content-length declared, writing them only if
+/// `write`; traps if the host refuses the body as written (as `wstd`'s
+/// guests do).
+fn respond_declared(out: ResponseOutparam, status: u16, bytes: &[u8], write: bool) {
+    let headers = Fields::new();
+    let _ = headers.append("content-length", bytes.len().to_string().as_bytes());
+    let body = start_with(out, status, headers);
+    if write {
+        let stream = body.write().expect("a body stream");
+        stream
+            .blocking_write_and_flush(bytes)
+            .expect("the body written");
+        drop(stream);
+    }
+    OutgoingBody::finish(body, None).expect("the body finished");
 }
 
 fn respond(out: ResponseOutparam, status: u16, bytes: &[u8]) {

@@ -78,10 +78,13 @@ impl Pool {
     }
 
     /// Returns an instance whose request succeeded; it is kept for the next
-    /// request unless it has served its share or enough are idle already.
+    /// request unless it has served its share, holds half its memory budget
+    /// or more, or enough are idle already.
     pub(crate) fn put_back(&self, mut instance: Instance) {
         instance.served += 1;
-        if instance.served < self.reuse.max_requests {
+        // Past its memory budget, or holding half of it, it goes (and gives
+        // its memory back).
+        if instance.served < self.reuse.max_requests && !instance.store.data_mut().is_heavy() {
             let mut shelf = self.shelf();
             if shelf.idle.len() < self.reuse.max_idle {
                 shelf.push(instance, Instant::now());

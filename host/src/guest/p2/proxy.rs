@@ -135,7 +135,9 @@ impl ProxyGuest {
     ) -> Result<(), Failure> {
         let call = async {
             let mut instance = self.pool.take().await?;
-            let mut http = instance.store.data_mut().http();
+            let host = instance.store.data_mut();
+            host.serve_head(req.method() == hyper::Method::HEAD);
+            let mut http = host.http();
             let req = http.new_incoming_request(Scheme::Http, req)?;
             let out = http.new_response_outparam(sender)?;
             instance.store.set_epoch_deadline(1);

@@ -87,6 +87,8 @@ impl HandlerState for Instances {
     async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiry, Worker>> {
         let started = Instant::now();
         let mut store = sandbox::new_store(self.pre.engine(), &self.sandbox);
+        let health = Arc::<Health>::default();
+        store.data_mut().report_to(health.clone());
         let service = self.pre.instantiate_async(&mut store).await?;
         self.metrics.instantiated(started.elapsed());
         Ok(Instance {
@@ -104,7 +106,7 @@ impl HandlerState for Instances {
                 timeout: self.timeout,
                 metrics: self.metrics.clone(),
                 retired: self.retired.clone(),
-                health: Arc::default(),
+                health,
             },
         })
     }
@@ -130,7 +132,7 @@ impl WorkerState for Worker {
     type RequestData = oneshot::Sender<(Arc<Health>, Output)>;
 
     fn should_accept_request(&self, at_once: usize, served: usize) -> ShouldAccept {
-        if self.health.failed()
+        if self.health.is_done()
             || self.retired.is_retired()
             || served >= self.reuse.max_requests as usize
         {
@@ -144,10 +146,15 @@ impl WorkerState for Worker {
 
     fn on_request_start(
         &self,
-        store: StoreContextMut<'_, Host>,
+        mut store: StoreContextMut<'_, Host>,
         taken: Self::RequestData,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
+        // Holding half its memory budget already, it serves this request and
+        // takes no more.
+        if store.data_mut().is_heavy() {
+            self.health.spend();
+        }
         let _ = taken.send((self.health.clone(), store.data().output().clone()));
         // When this resolves before the response, the request gets a 504 and
         // the instance takes no more requests.
