@@ -23,10 +23,10 @@ pub use telemetry::logging::init_logging;
 
 use anyhow::{Context as _, Result};
 use guest::component;
-use guest::engine::{Engines, InstanceLimits};
-use guest::generation::Guests;
+use guest::component::engine::{Engines, InstanceLimits};
+use guest::results::slot::Slots;
 use guest::sandbox::Sandbox;
-use guest::slot::Slots;
+use guest::serving::Guests;
 use hyper::service::service_fn;
 use ops::reload::Reloader;
 use serve::handler::RequestLimits;

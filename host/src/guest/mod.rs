@@ -1,29 +1,23 @@
-//! The guest side: from a component file to instances answering requests.
+//! The guest side: from a component file to instances answering requests,
+//! in five groups, each a folder (or a file) using only those after it:
 //!
-//! A file becomes a linked component (`world`, `engine`, `component`,
-//! `cache`); `generation` holds the one being served and each worker's
-//! instances of it, called through `p2/` (wasi:http 0.2: a pool of warm
-//! instances) or `p3/` (wasi:http 0.3: instances serving several requests at
-//! once). What an instance may see is its `sandbox`: its environment and
-//! output (`output`), outgoing HTTP (`outbound`), wasi:config, and the
-//! wasi:keyvalue store (`keyvalue/`), within its `memory` budget;
-//! `interfaces` says which imports the host provides. A call comes to an `answer` whose body is a `reply`, while
-//! it holds a `slot`. Uses `telemetry/` only.
+//! - `serving`: the component being served and each worker's instances of
+//!   it, replaced on a hot swap;
+//! - `calls/`: one request's call into an instance, by wasi:http generation
+//!   (`p2/`: a pool of warm instances; `p3/`: instances serving several
+//!   requests at once), and how long instances are reused;
+//! - `results/`: what a call comes to (`answer`), its body (`reply`), and the
+//!   place it holds under `--max-concurrency` (`slot`);
+//! - `sandbox/`: what an instance may see and use, one folder per interface
+//!   family (`cli/`, `http/`, `keyvalue/`, ...), its store's data and its
+//!   memory budget;
+//! - `component/`: making a component: its world, its engine, the compile
+//!   cache, linking it against the sandbox, and what is provided.
+//!
+//! Uses `telemetry/` only.
 
-pub(crate) mod answer;
-pub(crate) mod cache;
+pub(crate) mod calls;
 pub(crate) mod component;
-pub(crate) mod engine;
-pub(crate) mod generation;
-pub(crate) mod interfaces;
-pub(crate) mod keyvalue;
-pub(crate) mod memory;
-pub(crate) mod outbound;
-pub(crate) mod output;
-pub(crate) mod p2;
-pub(crate) mod p3;
-pub(crate) mod reply;
-pub(crate) mod reuse;
+pub(crate) mod results;
 pub(crate) mod sandbox;
-pub(crate) mod slot;
-pub(crate) mod world;
+pub(crate) mod serving;

@@ -1,8 +1,8 @@
 //! The subcommands: `check`, `compile` and `probe`.
 
-use crate::guest::engine::{Engines, InstanceLimits};
-use crate::guest::interfaces::{self, Answer};
-use crate::guest::{component, world};
+use crate::guest::component::engine::{Engines, InstanceLimits};
+use crate::guest::component::interfaces::{self, Answer};
+use crate::guest::component::{self, world};
 use crate::ops::probe;
 use crate::telemetry::logging::announce;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -83,8 +83,8 @@ pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>
             output.to_path_buf()
         }
         (None, Some(dir)) => {
-            let entry = crate::guest::cache::entry(dir, engine, &bytes);
-            crate::guest::cache::write_entry(&entry, &compiled)?;
+            let entry = crate::guest::component::cache::entry(dir, engine, &bytes);
+            crate::guest::component::cache::write_entry(&entry, &compiled)?;
             entry
         }
         (None, None) => bail!("say where the compiled component goes: -o FILE or --cache-dir DIR"),

@@ -2,9 +2,9 @@
 //! with `--watch`. The new component is read, compiled and linked off the
 //! request path; only if all of that succeeds does it replace the old one.
 
+use crate::guest::component::engine::Engines;
 use crate::guest::component::{self, Source};
-use crate::guest::engine::Engines;
-use crate::guest::generation::Guests;
+use crate::guest::serving::Guests;
 use crate::serve::tls::Tls;
 use crate::telemetry::metrics::Metrics;
 use anyhow::{Context as _, Result};

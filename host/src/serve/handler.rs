@@ -2,10 +2,10 @@
 //! body on its way (`upload.rs`), a concurrency slot, the guest's response or
 //! a JSON error, and its line in the access log and the metrics.
 
-use crate::guest::answer::{Answer, Failure};
-use crate::guest::generation::LocalGuests;
-use crate::guest::reply::{Cut, ReplyBody, Why};
-use crate::guest::slot::Slots;
+use crate::guest::results::answer::{Answer, Failure};
+use crate::guest::results::reply::{Cut, ReplyBody, Why};
+use crate::guest::results::slot::Slots;
+use crate::guest::serving::LocalGuests;
 use crate::serve::authority::{self, Fallback};
 use crate::serve::response;
 use crate::serve::upload::{Floor, Upload};

@@ -11,7 +11,7 @@
 //!   writes its body for HEAD too finishes as for GET instead of blocking on
 //!   a body nobody reads, and is never a 5xx.
 
-use crate::guest::reply::ReplyBody;
+use crate::guest::results::reply::ReplyBody;
 use crate::telemetry::span::{self, InRequest};
 use http_body_util::{BodyExt as _, Full};
 use hyper::header::{CONTENT_LENGTH, HeaderValue};

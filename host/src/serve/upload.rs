@@ -7,7 +7,7 @@
 //!
 //! - a request whose body is still arriving holds, besides its place under
 //!   `--max-concurrency`, an upload place, of which there are half as many
-//!   (`guest/slot.rs`): however many clients upload slowly, half the places
+//!   (`guest/results/slot.rs`): however many clients upload slowly, half the places
 //!   are left to requests that wait on no client (`/heartbeat`), and an
 //!   upload past them gets the fast 503;
 //! - a body slower than the floor is cut (as Apache's mod_reqtimeout does:
@@ -19,8 +19,8 @@
 //! has arrived (a 405 for a POST, an echo as it comes), and a client may wait
 //! for that answer before it sends the rest.
 
-use crate::guest::reply::{Cut, Why};
-use crate::guest::slot::UploadPlace;
+use crate::guest::results::reply::{Cut, Why};
+use crate::guest::results::slot::UploadPlace;
 use crate::serve::drain::Drained;
 use bytes::Bytes;
 use hyper::Version;

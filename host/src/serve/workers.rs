@@ -6,8 +6,8 @@
 //! far more often than written: the current component (`Guests`), the
 //! `--max-concurrency` permits, the metrics, the shutdown signal.
 
-use crate::guest::generation::{Guests, LocalGuests};
-use crate::guest::slot::Slots;
+use crate::guest::results::slot::Slots;
+use crate::guest::serving::{Guests, LocalGuests};
 use crate::serve::handler::{Handler, Ids, RequestLimits};
 use crate::serve::server;
 use crate::serve::settings::Settings;

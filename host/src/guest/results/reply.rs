@@ -18,14 +18,15 @@
 //!
 //! An enum rather than a boxed body: one allocation less for every response.
 
-use crate::guest::output::Output;
-use crate::guest::slot::Slot;
+use crate::guest::results::slot::Slot;
+use crate::guest::sandbox::cli::output::Output;
+use crate::guest::sandbox::health::Health;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use tokio::sync::oneshot;
 use wasmtime_wasi_http::Error as HttpError;
@@ -117,34 +118,6 @@ pub(crate) enum Verdict {
     /// The instance the body comes from (0.3), which goes on serving other
     /// requests: the body is cut short if the instance has failed.
     Instance(Arc<Health>),
-}
-
-/// Whether an instance has failed (trapped, run out of memory, been cut
-/// off), or gone past its memory budget (`guest/memory.rs`): either way it
-/// takes no more requests.
-#[derive(Default)]
-pub(crate) struct Health {
-    failed: AtomicBool,
-    spent: AtomicBool,
-}
-
-impl Health {
-    pub(crate) fn fail(&self) {
-        self.failed.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn spend(&self) {
-        self.spent.store(true, Ordering::Release);
-    }
-
-    /// Whether the instance must take no more requests.
-    pub(crate) fn is_done(&self) -> bool {
-        self.failed() || self.spent.load(Ordering::Acquire)
-    }
 }
 
 /// Whether a request's body was cut, and why.

@@ -8,7 +8,7 @@
 //! request at a time, never needs. A 0.3 component needs it. Each engine is
 //! made the first time a component of its generation is loaded.
 
-use crate::guest::world::World;
+use crate::guest::component::world::World;
 use anyhow::{Context as _, Result, anyhow};
 use replica_config::Config;
 use std::sync::OnceLock;

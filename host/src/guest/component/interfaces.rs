@@ -3,7 +3,7 @@
 //! reload) is told it imports that this host does not provide, with what to
 //! do about it. It follows what `component::link` puts in the linker.
 
-use crate::guest::world::World;
+use crate::guest::component::world::World;
 
 /// How this host answers one import.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,18 +1,28 @@
 //! What a guest instance sees and may use: its store's data (the WASI and
-//! wasi:http contexts, its settings and key-value store, its memory limit),
-//! built by [`new_store`] from the host-wide [`Sandbox`].
+//! wasi:http contexts, its settings and key-value store, its memory budget),
+//! built by [`new_store`] from the host-wide [`Sandbox`], and the interfaces
+//! it may import, one folder per family ([`add_to_linker`] is where each is
+//! linked): `cli/` (environment and output), `http/` (outgoing requests, HEAD),
+//! `keyvalue/` (the store and its backends), wasi:config (upstream's). What
+//! the host holds for it is counted in `memory`, whether it may serve again
+//! in `health`.
 
-use crate::guest::engine::InstanceLimits;
-use crate::guest::keyvalue::{KeyValue, KeyValueView};
-use crate::guest::memory::{self, Budget};
-use crate::guest::outbound::Outbound;
-use crate::guest::output::Output;
-use crate::guest::reply::Health;
+pub(crate) mod cli;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod keyvalue;
+pub(crate) mod memory;
+
 use crate::telemetry::metrics::Metrics;
-use anyhow::Result;
+use anyhow::{Result, anyhow};
+use cli::output::Output;
+use health::Health;
+use http::outbound::Outbound;
+use keyvalue::{KeyValue, KeyValueView};
+use memory::Budget;
 use replica_config::Config;
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
@@ -26,7 +36,8 @@ pub(crate) struct Sandbox {
     settings: WasiConfigVariables,
     /// The wasi:keyvalue store, shared by every instance.
     keyvalue: KeyValue,
-    limits: InstanceLimits,
+    /// `--max-memory-mib`, in bytes: each instance's budget.
+    max_memory_bytes: usize,
     outbound: Outbound,
 }
 
@@ -48,10 +59,29 @@ impl Sandbox {
             env: env.vars,
             settings,
             keyvalue,
-            limits: InstanceLimits::from(config),
+            max_memory_bytes: config.max_memory_mib as usize * 1024 * 1024,
             outbound: Outbound::new(config.allow_outbound.clone()),
         })
     }
+}
+
+/// Adds to `linker` what an instance may import: WASI and wasi:http (0.2
+/// always: a Rust guest's std imports WASI 0.2 whatever its wasi:http
+/// generation; 0.3 too if `p3`, for 0.3 components), with this host's HEAD;
+/// settings and state, for guests written for them (`wasmtime serve -Sconfig
+/// -Skeyvalue`, Spin, wasmCloud). A guest that imports none of the latter is
+/// not touched by them.
+pub(crate) fn add_to_linker(linker: &mut Linker<Host>, p3: bool) -> Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker).map_err(|e| anyhow!(e))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker).map_err(|e| anyhow!(e))?;
+    http::head::add_to_linker(linker)?;
+    wasmtime_wasi_config::add_to_linker(linker, Host::settings).map_err(|e| anyhow!(e))?;
+    keyvalue::add_to_linker(linker, Host::keyvalue).map_err(|e| anyhow!(e))?;
+    if p3 {
+        wasmtime_wasi::p3::add_to_linker(linker).map_err(|e| anyhow!(e))?;
+        wasmtime_wasi_http::p3::add_to_linker(linker).map_err(|e| anyhow!(e))?;
+    }
+    Ok(())
 }
 
 /// The data of one guest instance's store.
@@ -196,7 +226,7 @@ pub(crate) fn new_store(engine: &Engine, sandbox: &Arc<Sandbox>) -> Store<Host> 
         wasi,
         http: WasiHttpCtx::new(),
         outbound: sandbox.outbound.clone(),
-        budget: Budget::new(sandbox.limits.max_memory_bytes),
+        budget: Budget::new(sandbox.max_memory_bytes),
         sandbox: sandbox.clone(),
         output,
         head: false,

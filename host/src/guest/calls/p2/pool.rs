@@ -19,7 +19,7 @@
 //! support cost nothing when a guest does not use it, this pool should give
 //! way to `ProxyHandler`.
 
-use crate::guest::reuse::Reuse;
+use crate::guest::calls::reuse::Reuse;
 use crate::guest::sandbox::{self, Host, Sandbox};
 use crate::telemetry::metrics::Metrics;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -4,9 +4,9 @@
 //! do when one starts or the instance ends (`Worker`), and when the instance
 //! has expired (`Expiry`).
 
-use crate::guest::output::Output;
-use crate::guest::reply::Health;
-use crate::guest::reuse::Reuse;
+use crate::guest::calls::reuse::Reuse;
+use crate::guest::sandbox::cli::output::Output;
+use crate::guest::sandbox::health::Health;
 use crate::guest::sandbox::{self, Host, Sandbox};
 use crate::telemetry::metrics::Metrics;
 use std::future::Future;

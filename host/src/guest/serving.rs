@@ -8,15 +8,15 @@
 //! requests already running finish on the old one, which goes with the last
 //! of them.
 
-use crate::guest::answer::{Answer, RequestBody};
+use crate::guest::calls::p2::pool::Pool;
+use crate::guest::calls::p2::proxy::ProxyGuest;
+use crate::guest::calls::p3::service::ServiceGuest;
+use crate::guest::calls::reuse::Reuse;
 use crate::guest::component::Linked;
-use crate::guest::p2::pool::Pool;
-use crate::guest::p2::proxy::ProxyGuest;
-use crate::guest::p3::service::ServiceGuest;
-use crate::guest::reuse::Reuse;
+use crate::guest::component::world::World;
+use crate::guest::results::answer::{Answer, RequestBody};
+use crate::guest::results::slot::Slot;
 use crate::guest::sandbox::Sandbox;
-use crate::guest::slot::Slot;
-use crate::guest::world::World;
 use crate::telemetry::metrics::Metrics;
 use arc_swap::ArcSwap;
 use futures::future::Either;

@@ -12,8 +12,8 @@ mod generated {
         path: "../wit/deps/keyvalue",
         world: "wasi:keyvalue/imports",
         imports: { default: async | trappable },
-        with: { "wasi:keyvalue/store.bucket": crate::guest::keyvalue::bindings::Bucket },
-        trappable_error_type: { "wasi:keyvalue/store.error" => crate::guest::keyvalue::bindings::Failure },
+        with: { "wasi:keyvalue/store.bucket": crate::guest::sandbox::keyvalue::bindings::Bucket },
+        trappable_error_type: { "wasi:keyvalue/store.error" => crate::guest::sandbox::keyvalue::bindings::Failure },
     });
 }
 

@@ -3,10 +3,10 @@
 //! call succeeded, and how it came out, decided in one place
 //! ([`ProxyGuest::respond`]).
 
-use crate::guest::answer::{Answer, Failure, RequestBody};
-use crate::guest::p2::pool::Pool;
-use crate::guest::reply::{ReplyBody, Verdict};
-use crate::guest::slot::Slot;
+use crate::guest::calls::p2::pool::Pool;
+use crate::guest::results::answer::{Answer, Failure, RequestBody};
+use crate::guest::results::reply::{ReplyBody, Verdict};
+use crate::guest::results::slot::Slot;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::span::{self, InRequest};
 use anyhow::anyhow;

@@ -4,13 +4,18 @@
 //! compile cache's copy, or a precompiled file), and linking it against what
 //! the host provides. Every error names the file and says what to do about it.
 
-use crate::guest::cache;
-use crate::guest::engine::Engines;
-use crate::guest::p2;
-use crate::guest::sandbox::Host;
-use crate::guest::world::{World, world_of};
-use crate::{guest::interfaces, guest::keyvalue};
+//! `world` tells a component's world from its exports, `engine` makes that
+//! world's engine, `cache` keeps what was compiled, and `interfaces` names,
+//! in plain words, what this host provides and what it does not.
+
+pub(crate) mod cache;
+pub(crate) mod engine;
+pub(crate) mod interfaces;
+pub(crate) mod world;
+
+use crate::guest::sandbox::{self, Host};
 use anyhow::{Context as _, Result, anyhow, bail};
+use engine::Engines;
 use replica_config::Config;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -18,6 +23,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Precompiled};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
+use world::{World, world_of};
 
 /// A component linked and ready to instantiate, by world.
 #[derive(Clone)]
@@ -146,23 +152,11 @@ fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> Result<Co
     Ok(component)
 }
 
-/// Links a component of `world` against WASI and wasi:http.
+/// Links a component of `world` against what the sandbox provides.
 pub(crate) fn link(component: &Component, world: World, path: &Path) -> Result<Linked> {
     let shown = path.display();
     let mut linker = Linker::new(component.engine());
-    // A Rust guest's std imports WASI 0.2 whatever its wasi:http generation.
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!(e))?;
-    p2::head::add_to_linker(&mut linker)?;
-    // Settings and state, for guests written for them (`wasmtime serve
-    // -Sconfig -Skeyvalue`, Spin, wasmCloud); a guest that imports neither
-    // is not touched by them.
-    wasmtime_wasi_config::add_to_linker(&mut linker, Host::settings).map_err(|e| anyhow!(e))?;
-    keyvalue::add_to_linker(&mut linker, Host::keyvalue).map_err(|e| anyhow!(e))?;
-    if world == World::Service {
-        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(|e| anyhow!(e))?;
-        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(|e| anyhow!(e))?;
-    }
+    sandbox::add_to_linker(&mut linker, world == World::Service)?;
     let pre = linker.instantiate_pre(component).map_err(|e| {
         let engine = component.engine();
         let ty = component.component_type();

@@ -9,7 +9,7 @@
 //! (`user@host`) is refused: the allow-list and a connector could read it
 //! differently (`127.0.0.1:B@localhost:A`).
 
-use crate::guest::memory;
+use crate::guest::sandbox::memory;
 use http_body_util::BodyExt;
 use hyper::Uri;
 use hyper::header::HeaderName;
@@ -87,7 +87,7 @@ impl WasiHttpHooks for Outbound {
     }
 
     /// Smaller than upstream's 1 MiB, so that what a body in flight holds is
-    /// small enough to count each one at its most (`guest/memory.rs`).
+    /// small enough to count each one at its most (`guest/sandbox/memory.rs`).
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
         memory::BODY_CHUNK
     }

@@ -21,7 +21,7 @@
 //! resource at a constant cost, and happens only when the estimate nears the
 //! budget: for a guest that holds little, once every few hundred calls.
 
-use crate::guest::reply::Health;
+use crate::guest::sandbox::health::Health;
 use crate::telemetry::span;
 use std::any::Any;
 use std::sync::Arc;

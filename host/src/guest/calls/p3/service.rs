@@ -16,12 +16,13 @@
 //!   moment get a 500 (a response already under way is cut short): they
 //!   shared the instance, and with it its fate.
 
-use crate::guest::answer::{Answer, Failure};
-use crate::guest::p3::worker::Instances;
-use crate::guest::reply::{Health, ReplyBody, UntilSent, Verdict};
-use crate::guest::reuse::Reuse;
+use crate::guest::calls::p3::worker::Instances;
+use crate::guest::calls::reuse::Reuse;
+use crate::guest::results::answer::{Answer, Failure};
+use crate::guest::results::reply::{ReplyBody, UntilSent, Verdict};
+use crate::guest::results::slot::Slot;
+use crate::guest::sandbox::health::Health;
 use crate::guest::sandbox::{Host, Sandbox};
-use crate::guest::slot::Slot;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::span;
 use hyper::Request;

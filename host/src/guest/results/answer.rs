@@ -1,6 +1,6 @@
 //! What a guest's request comes to: a response, or why there is none.
 
-use crate::guest::reply::ReplyBody;
+use crate::guest::results::reply::ReplyBody;
 use bytes::Bytes;
 use hyper::Response;
 use wasmtime_wasi_http::Error as HttpError;

@@ -15,7 +15,7 @@ impl Redis {
     /// Redis unreachable does not (it is reached when it is back), nor does
     /// a `preload` that cannot be written yet. `preload` sets the keys of
     /// the bucket "" that are not set already.
-    pub(in crate::guest::keyvalue) fn connect(
+    pub(in crate::guest::sandbox::keyvalue) fn connect(
         url: &StoreUrl,
         timeout: Duration,
         preload: &[(String, String)],
@@ -63,7 +63,7 @@ impl Redis {
         Ok(redis)
     }
 
-    pub(in crate::guest::keyvalue) fn describe(&self) -> String {
+    pub(in crate::guest::sandbox::keyvalue) fn describe(&self) -> String {
         format!("in Redis at {}", self.shown)
     }
 
