@@ -9,6 +9,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What `--version` says: this host's version (the workspace's one, which
+/// this crate shares), and the wasmtime it runs guests on.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (wasmtime 48)");
+
 /// `--max-concurrency` by default; it also sizes the engine's instance pool.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 256;
 
@@ -30,7 +34,11 @@ pub const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/guest/replica_guest.wa
 /// SERVER_ID, listens on port 5000, and keeps serving whatever the guest does.
 /// Without a subcommand it serves; the subcommands check, precompile and probe.
 #[derive(Parser, Debug)]
-#[command(version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "replica-host",
+    version = VERSION,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -43,27 +51,28 @@ pub struct Cli {
 pub enum Command {
     /// Check that a component can be served here: print what it imports and
     /// exports, and whether this host provides and expects them. Exits 0 if it can.
+    /// Reads and fills the compile cache that serving uses.
     Check {
         /// The component (.wasm) to check.
         component: PathBuf,
         /// Also load a precompiled component (.cwasm): native code, trusted.
         #[arg(long)]
         allow_precompiled: bool,
+        #[command(flatten)]
+        cache: Cache,
     },
     /// Precompile a component for this host, so that serving it skips the compile:
-    /// into a .cwasm file to serve as the COMPONENT (-o), or into the compile cache
-    /// that serving the .wasm looks in (--cache-dir). Either only loads on this
+    /// into the compile cache that serving the .wasm looks in (by default), or into
+    /// a .cwasm file to serve as the COMPONENT (-o). Either only loads on this
     /// version of the host with the same settings; the cache falls back to compiling.
-    #[command(group = clap::ArgGroup::new("target").required(true))]
     Compile {
         /// The component (.wasm) to compile.
         component: PathBuf,
-        /// Where to write the precompiled component (.cwasm).
-        #[arg(short, long, value_name = "FILE", group = "target")]
+        /// Write the precompiled component (.cwasm) here instead of into the cache.
+        #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// The compile cache to put it in (as `--cache-dir` of serving).
-        #[arg(long, value_name = "DIR", group = "target")]
-        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        cache: Cache,
     },
     /// GET a URL (by default this host's /heartbeat) and exit 0 if it answers 200,
     /// 1 otherwise: a health check for containers that have no curl.
@@ -93,7 +102,7 @@ pub enum LogFormat {
 /// Serving: the flags of `replica-host [COMPONENT]`. An on/off flag's
 /// environment variable takes 1/0, true/false, yes/no or on/off.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "replica-host", version = VERSION)]
 pub struct Config {
     /// The wasi:http/proxy component to serve (.wasm).
     #[arg(env = "REPLICA_COMPONENT", default_value = DEFAULT_COMPONENT)]
@@ -162,14 +171,8 @@ pub struct Config {
     #[arg(long = "metrics-route", env = "REPLICA_METRICS_ROUTES", value_name = "PATH", value_delimiter = ',', value_parser = parse_route)]
     pub metrics_routes: Vec<String>,
 
-    /// Where compiled components are cached, so that a restart does not
-    /// recompile [default: $XDG_CACHE_HOME/replica-host or ~/.cache/replica-host].
-    #[arg(long, env = "REPLICA_CACHE_DIR", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-
-    /// Compile the component at every start instead of caching it.
-    #[arg(long, env = "REPLICA_NO_CACHE", value_parser = BoolishValueParser::new())]
-    pub no_cache: bool,
+    #[command(flatten)]
+    pub cache: Cache,
 
     /// Serve a precompiled component (.cwasm) given as COMPONENT, at start and on
     /// reloads. Off by default: it is native code run outside the sandbox, as
@@ -308,10 +311,7 @@ pub struct Config {
 impl Config {
     /// The compile cache's directory, if caching is on.
     pub fn cache_dir(&self) -> Option<PathBuf> {
-        if self.no_cache {
-            return None;
-        }
-        self.cache_dir.clone().or_else(default_cache_dir)
+        self.cache.dir()
     }
 
     /// Requests one instance serves: 1 in strict mode.
@@ -422,6 +422,29 @@ impl Config {
             bail!("SERVER_ID is empty: give this replica a non-empty id");
         }
         Ok(server_id)
+    }
+}
+
+/// The compile cache, shared by serving, `check` and `compile`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Cache {
+    /// Where compiled components are cached, so that a restart does not
+    /// recompile [default: $XDG_CACHE_HOME/replica-host or ~/.cache/replica-host].
+    #[arg(long, env = "REPLICA_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component every time instead of caching it.
+    #[arg(long, env = "REPLICA_NO_CACHE", value_parser = BoolishValueParser::new())]
+    pub no_cache: bool,
+}
+
+impl Cache {
+    /// The cache's directory, if caching is on.
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(default_cache_dir)
     }
 }
 
@@ -640,19 +663,36 @@ mod tests {
     fn subcommands_and_serving_flags_are_told_apart() {
         let cli = Cli::try_parse_from(["replica-host", "check", "x.wasm"]).expect("valid");
         assert!(
-            matches!(cli.command, Some(Command::Check { component, allow_precompiled: false }) if component == Path::new("x.wasm"))
+            matches!(cli.command, Some(Command::Check { component, allow_precompiled: false, .. }) if component == Path::new("x.wasm"))
         );
         let cli = Cli::try_parse_from(["replica-host", "compile", "x.wasm", "-o", "x.cwasm"])
             .expect("valid");
         assert!(
             matches!(cli.command, Some(Command::Compile { output: Some(output), .. }) if output == Path::new("x.cwasm"))
         );
-        assert!(Cli::try_parse_from(["replica-host", "compile", "x.wasm"]).is_err());
+        let cli = Cli::try_parse_from(["replica-host", "compile", "x.wasm", "--cache-dir", "c"])
+            .expect("valid");
+        assert!(
+            matches!(cli.command, Some(Command::Compile { output: None, cache, .. }) if cache.dir() == Some("c".into()))
+        );
         let cli =
             Cli::try_parse_from(["replica-host", "other.wasm", "--server-id", "2"]).expect("valid");
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.component, Path::new("other.wasm"));
         assert_eq!(cli.serve.server_id.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn the_version_names_this_host() {
+        use clap::CommandFactory as _;
+        let mut command = Cli::command();
+        assert_eq!(command.get_name(), "replica-host");
+        assert!(
+            command.render_version().starts_with("replica-host 0."),
+            "{}",
+            command.render_version()
+        );
+        assert!(command.render_version().contains("wasmtime"));
     }
 
     #[test]

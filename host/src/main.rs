@@ -22,17 +22,14 @@ fn main() -> ExitCode {
                 Command::Check {
                     component,
                     allow_precompiled,
-                } => replica_host::commands::check(&component, allow_precompiled),
+                    cache,
+                } => replica_host::commands::check(&component, allow_precompiled, &cache),
                 Command::Compile {
                     component,
                     output,
-                    cache_dir,
-                } => replica_host::commands::compile(
-                    &component,
-                    output.as_deref(),
-                    cache_dir.as_deref(),
-                )
-                .map(|()| ExitCode::SUCCESS),
+                    cache,
+                } => replica_host::commands::compile(&component, output.as_deref(), &cache)
+                    .map(|()| ExitCode::SUCCESS),
                 Command::Probe {
                     url,
                     insecure,

@@ -33,11 +33,38 @@ fn refuses_to_start_without_server_id() {
 
 #[test]
 fn refuses_a_missing_component_naming_the_path() {
-    assert_refused(
+    // Another's component: named, with no word of this project's build.
+    let (status, _, stderr) = run_host(
         &["/no/such/guest.wasm", "--addr", "127.0.0.1:0"],
         &[("SERVER_ID", "1")],
-        &["/no/such/guest.wasm", "make build"],
     );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("replica-host cannot read the component /no/such/guest.wasm")
+            && stderr.contains("there is no file /no/such/guest.wasm")
+            && !stderr.contains("make build"),
+        "{stderr}"
+    );
+    // This project's own guest, not built yet: `make build` makes it.
+    let dir = std::env::temp_dir().join(format!("replica-unbuilt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut command = std::process::Command::new(common::host());
+    command
+        .current_dir(&dir)
+        .env_clear()
+        .env("SERVER_ID", "1")
+        .args(["--addr", "127.0.0.1:0"]);
+    let out = command.output().expect("the host runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("make build"), "{stderr}");
+}
+
+#[test]
+fn version_names_this_host() {
+    let (status, stdout, _) = run_host(&["--version"], &[]);
+    assert!(status.success());
+    assert!(stdout.starts_with("replica-host 0."), "{stdout}");
 }
 
 #[test]

@@ -26,6 +26,23 @@ fn set(server: &Server, bucket: &str, key: &str, value: &[u8]) -> common::Reply 
 }
 
 #[test]
+fn where_the_store_lives_is_said_only_for_a_guest_that_imports_one() {
+    let uses = stateful(&[], &[]);
+    assert!(
+        uses.logs_eventually("key-value store in this process's memory"),
+        "{}",
+        uses.stderr()
+    );
+    let replica = Server::start(&common::replica_guest(), &[], &[("SERVER_ID", "1")]);
+    assert_eq!(get(&replica.url("/heartbeat")).status, 200);
+    assert!(
+        !replica.stderr().contains("key-value store"),
+        "{}",
+        replica.stderr()
+    );
+}
+
+#[test]
 fn config_gives_server_id_and_the_settings_passed_nothing_else() {
     let server = stateful(
         &["--config", "greeting=hi", "--config", "url=http://x/?a=b"],

@@ -298,6 +298,44 @@ fn check_says_what_a_component_needs_which_world_and_whether_it_can_run() {
 }
 
 #[test]
+fn check_and_compile_share_the_compile_cache_with_serving() {
+    let dir = std::env::temp_dir().join(format!("replica-shared-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.to_str().expect("utf-8");
+    let env = [("REPLICA_CACHE_DIR", cache)];
+    let guest = faulty_guest();
+    let guest = guest.to_str().expect("utf-8");
+    // The first check compiles and fills the cache; the second reads it.
+    let (status, _, first) = run_host(&["check", guest], &env);
+    assert!(status.success(), "{first}");
+    assert!(first.contains("component compiled in"), "{first}");
+    let (status, _, second) = run_host(&["check", guest], &env);
+    assert!(status.success(), "{second}");
+    assert!(second.contains("loaded from the compile cache"), "{second}");
+    // compile finds it there; serving does too.
+    let (status, stdout, stderr) = run_host(&["compile", guest], &env);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("already compiled in the cache"), "{stdout}");
+    let mut cmd = std::process::Command::new(common::host());
+    cmd.arg(guest).args(["--addr", "127.0.0.1:0"]);
+    let server = Server::spawn(
+        cmd,
+        &[("SERVER_ID", "1"), ("REPLICA_CACHE_DIR", cache)],
+        "listening on ",
+    );
+    assert!(
+        server.stderr().contains("loaded from the compile cache"),
+        "{}",
+        server.stderr()
+    );
+    // Without a cache, compile says where it could go instead.
+    let (status, _, stderr) = run_host(&["compile", guest, "--no-cache"], &env);
+    assert!(!status.success());
+    assert!(stderr.contains("-o FILE"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn compile_writes_a_precompiled_component_that_serves() {
     let dir = std::env::temp_dir().join(format!("replica-compile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");

@@ -106,7 +106,7 @@ fn two_replicas_share_one_store_and_increments_count_once() {
         );
         assert!(
             log.contains(&format!(
-                "wasi:keyvalue store in Redis at redis://127.0.0.1:{}",
+                "key-value store in Redis at redis://127.0.0.1:{}",
                 redis.port
             )),
             "{log}"

@@ -179,6 +179,50 @@ fn a_request_without_a_response_in_time_is_a_504_whether_waiting_or_looping() {
 }
 
 #[test]
+fn a_response_complete_before_its_instance_fails_is_delivered() {
+    let server = faulty(&[]);
+    // Declared and whole: delivered, and the connection goes on.
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(
+            b"GET /trap-after-body?length HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write");
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let replies = String::from_utf8_lossy(&bytes);
+    let heads: Vec<&str> = replies.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(heads.len(), 2, "{replies:?}");
+    assert!(heads[0].starts_with("200 OK"), "{replies:?}");
+    assert!(
+        heads[0].ends_with("\r\n\r\na complete body, then a trap"),
+        "{replies:?}"
+    );
+    assert!(heads[1].starts_with("200 OK"), "{replies:?}");
+    // Without a length nothing tells a complete body from a cut one: it is
+    // cut short, but every byte written goes out first.
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /trap-after-body HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let reply = String::from_utf8_lossy(&bytes);
+    assert!(
+        reply.contains("a complete body, then a trap"),
+        "held back: {reply:?}"
+    );
+    assert_eq!(get(&server.url("/ok")).body, "ok");
+}
+
+#[test]
 fn a_trap_after_the_head_cuts_the_response_short() {
     let server = faulty(&[]);
     let mut stream = TcpStream::connect(server.addr).expect("connect");

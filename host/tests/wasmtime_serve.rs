@@ -59,6 +59,8 @@ fn both_guests_answer_identically_under_wasmtime_serve_and_this_host() {
         ("POST", "/home"),
         ("DELETE", "/heartbeat"),
         ("GET", "/openapi.json"),
+        ("GET", "//heartbeat"),
+        ("GET", "/home/"),
     ] {
         let answers: Vec<_> = servers
             .iter()
@@ -78,6 +80,14 @@ fn both_guests_answer_identically_under_wasmtime_serve_and_this_host() {
     }
     let home = request(&agent, "GET", &servers[1].1.url("/home")).expect("home");
     assert_eq!(home.json()["message"], format!("Hello from Server: {id}"));
+    // Repeated slashes and one trailing slash reach the route meant, under
+    // either host: the guest's routes see to it.
+    for (name, server) in &servers {
+        for path in ["//heartbeat", "/home/"] {
+            let reply = request(&agent, "GET", &server.url(path)).expect("an answer");
+            assert_eq!(reply.status, 200, "{name}: {path}");
+        }
+    }
 }
 
 #[test]

@@ -53,6 +53,9 @@ struct Settings {
 
 impl Guests {
     pub(crate) fn new(linked: Linked, sandbox: Sandbox, config: &Config, metrics: Metrics) -> Self {
+        if linked.imports_store() {
+            sandbox.announce_store();
+        }
         Self {
             current: ArcSwap::from_pointee(Generation { number: 0, linked }),
             number: AtomicU64::new(0),
@@ -68,6 +71,9 @@ impl Guests {
     /// Serves `linked` from now on; returns its generation number and world.
     pub(crate) fn replace(&self, linked: Linked) -> (u64, World) {
         let world = linked.world();
+        if linked.imports_store() {
+            self.settings.sandbox.announce_store();
+        }
         let number = self.current.load().number + 1;
         self.current.store(Arc::new(Generation { number, linked }));
         self.number.store(number, Ordering::Release);

@@ -6,19 +6,21 @@ use crate::guest::component::{self, world};
 use crate::ops::probe;
 use crate::telemetry::logging::announce;
 use anyhow::{Context as _, Result, anyhow, bail};
+use replica_config::Cache;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use wasmtime::component::types::ComponentItem;
 
 /// Prints what `component` imports and exports, which wasi:http world it
-/// serves, and whether this host can serve it; exits 0 only if it can.
-pub fn check(component: &Path, allow_precompiled: bool) -> Result<ExitCode> {
+/// serves, and whether this host can serve it; exits 0 only if it can. The
+/// compile is taken from, or left in, the cache serving uses.
+pub fn check(component: &Path, allow_precompiled: bool, cache: &Cache) -> Result<ExitCode> {
     let engines = Engines::new(InstanceLimits::default());
     let mut report = format!("{}\n", component.display());
     let source = component::Source {
         path: component.to_path_buf(),
-        cache_dir: None,
+        cache_dir: cache.dir(),
         allow_precompiled,
     };
     let verdict = component::load(&engines, &source).and_then(|(loaded, world, digest)| {
@@ -61,34 +63,45 @@ fn kind(item: &ComponentItem) -> &'static str {
 }
 
 /// Compiles `component` for this host's engine of its world and writes it to
-/// `output`, or into the compile cache at `cache_dir`.
-pub fn compile(component: &Path, output: Option<&Path>, cache_dir: Option<&Path>) -> Result<()> {
+/// `output`, or into the compile cache serving uses (where an entry already
+/// there is kept).
+pub fn compile(component: &Path, output: Option<&Path>, cache: &Cache) -> Result<()> {
     let engines = Engines::new(InstanceLimits::default());
     let bytes = component::read(component)?;
     let world = world::world_of(&bytes)
         .with_context(|| format!("{} cannot be compiled", component.display()))?;
     let engine = engines.get(world)?;
+    // Where it goes, and whether that is a cache entry.
+    let (target, cached) = match (output, cache.dir()) {
+        (Some(output), _) => (output.to_path_buf(), false),
+        (None, Some(dir)) => (component::cache::entry(&dir, engine, &bytes), true),
+        (None, None) => bail!(
+            "nowhere to put the compiled component: the cache is off (--no-cache or \
+             REPLICA_NO_CACHE); pass -o FILE, or --cache-dir DIR"
+        ),
+    };
+    if cached && component::cache::load(engine, &target).is_some() {
+        announce(&format!(
+            "{} is already compiled in the cache: {}",
+            component.display(),
+            target.display()
+        ));
+        return Ok(());
+    }
     let started = Instant::now();
     let compiled = engine.precompile_component(&bytes).map_err(|e| {
         anyhow!(e).context(format!("{} is not a valid component", component.display()))
     })?;
-    let target = match (output, cache_dir) {
-        (Some(output), _) => {
-            std::fs::write(output, &compiled).with_context(|| {
-                format!(
-                    "cannot write {}: check the directory exists and is writable",
-                    output.display()
-                )
-            })?;
-            output.to_path_buf()
-        }
-        (None, Some(dir)) => {
-            let entry = crate::guest::component::cache::entry(dir, engine, &bytes);
-            crate::guest::component::cache::write_entry(&entry, &compiled)?;
-            entry
-        }
-        (None, None) => bail!("say where the compiled component goes: -o FILE or --cache-dir DIR"),
-    };
+    if cached {
+        component::cache::write_entry(&target, &compiled)?;
+    } else {
+        std::fs::write(&target, &compiled).with_context(|| {
+            format!(
+                "cannot write {}: check the directory exists and is writable",
+                target.display()
+            )
+        })?;
+    }
     announce(&format!(
         "compiled {} into {} ({} bytes, {:?})",
         component.display(),

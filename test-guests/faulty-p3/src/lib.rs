@@ -122,6 +122,28 @@ impl wasip3::exports::http::handler::Guest for Faulty {
                 let got = input.collect().await;
                 respond(200, &got)
             }
+            // Writes its whole body (declaring its length with `?length`),
+            // ends it, then traps in a task of its own: the response was
+            // complete before the instance failed.
+            "/trap-after-body" => {
+                let body = b"a complete body, then a trap".to_vec();
+                let headers = Fields::new();
+                if query.contains("length") {
+                    headers
+                        .append("content-length", body.len().to_string().as_bytes())
+                        .map_err(|_| ErrorCode::InternalError(Some("bad header".into())))?;
+                }
+                let (mut writer, reader) = wit_stream::new();
+                let (trailers_tx, trailers) = wit_future::new(|| Ok(None));
+                wasip3::spawn(async move {
+                    writer.write_all(body).await;
+                    drop(writer);
+                    let _ = trailers_tx.write(Ok(None)).await;
+                    panic!("trapping after the response was complete");
+                });
+                let (response, _sent) = Response::new(headers, Some(reader), trailers);
+                Ok(response)
+            }
             // The 200 head goes out, then the guest traps while writing the body.
             "/trap-mid-body" => {
                 let (mut writer, reader) = wit_stream::new();

@@ -108,7 +108,9 @@ fn wasi(package: &str, interface: &str, version: Option<&str>, world: World) -> 
     if p2 && version.starts_with("0.2.") && !version.contains('-') {
         return Answer::Provided(narrowed(package, interface));
     }
-    if WASI_P3.contains(&package) && version == "0.3.0" {
+    // 0.3.x releases (0.3.2, say) are served as they are: wasmtime's linker
+    // takes a patch release for the 0.3.0 it implements, as for 0.2.x.
+    if WASI_P3.contains(&package) && version.starts_with("0.3.") && !version.contains('-') {
         return match world {
             World::Service => Answer::Provided(narrowed(package, interface)),
             World::Proxy => Answer::Missing(
@@ -120,8 +122,9 @@ fn wasi(package: &str, interface: &str, version: Option<&str>, world: World) -> 
     }
     if p2 && version.starts_with("0.3.") {
         return Answer::Missing(format!(
-            "this host provides WASI 0.3 at 0.3.0 only (the `wasip3` crate \
-             0.7.1+wasi-0.3.0), not {version}: build the guest against 0.3.0"
+            "{version} is a pre-release of WASI 0.3: this host provides its releases \
+             (0.3.0 and later, as the `wasip3` crate 0.7.1+wasi-0.3.0 builds): build the guest \
+             against one"
         ));
     }
     if p2 && version.starts_with("0.2.") {
@@ -143,6 +146,13 @@ fn split(name: &str) -> Option<(&str, &str, Option<&str>)> {
     package
         .contains(':')
         .then_some((package, interface, version))
+}
+
+/// Whether the import `name` is a key-value store's interface.
+pub(crate) fn is_store(name: &str) -> bool {
+    name.starts_with("wasi:keyvalue/")
+        || name.starts_with("fermyon:spin/key-value@")
+        || name.starts_with("spin:key-value/")
 }
 
 /// The lines saying, of `imports`, each one this host does not provide.
@@ -181,11 +191,13 @@ mod tests {
     }
 
     #[test]
-    fn wasi_0_3_is_provided_to_0_3_components_only_and_at_0_3_0() {
+    fn wasi_0_3_is_provided_to_0_3_components_only_at_its_releases() {
         assert!(provided("wasi:http/types@0.3.0", World::Service));
         assert!(!provided("wasi:http/types@0.3.0", World::Proxy));
+        // A patch release is served as it is (the linker takes it).
+        assert!(provided("wasi:http/types@0.3.2", World::Service));
         let rc = answer("wasi:http/types@0.3.0-rc-2025-09-16", World::Service);
-        assert!(matches!(rc, Answer::Missing(why) if why.contains("0.3.0 only")));
+        assert!(matches!(rc, Answer::Missing(why) if why.contains("pre-release of WASI 0.3")));
     }
 
     #[test]

@@ -33,6 +33,20 @@ pub(crate) enum Linked {
 }
 
 impl Linked {
+    /// Whether the component imports a key-value store (under any of the
+    /// interfaces this host gives one through).
+    pub(crate) fn imports_store(&self) -> bool {
+        let component = match self {
+            Linked::Proxy(pre) => pre.instance_pre().component(),
+            Linked::Service(pre) => pre.instance_pre().component(),
+        };
+        let engine = component.engine();
+        component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| interfaces::is_store(name))
+    }
+
     pub(crate) fn world(&self) -> World {
         match self {
             Linked::Proxy(_) => World::Proxy,
@@ -69,12 +83,21 @@ pub(crate) fn load_linked(engines: &Engines, source: &Source) -> Result<(Linked,
 
 /// Reads a component file, saying what to do when it cannot be read.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| {
-        format!(
-            "cannot read the component {}: build it with `make build`, \
-             or pass the path of a .wasm component",
-            path.display()
-        )
+    std::fs::read(path).map_err(|e| {
+        let shown = path.display();
+        // Only this project's own guest is made by `make build`.
+        let what = if path == Path::new(replica_config::DEFAULT_COMPONENT) {
+            "build this project's guest with `make build`, or pass the path of a .wasm \
+             component"
+                .to_string()
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            format!("there is no file {shown}: check the path (COMPONENT, or REPLICA_COMPONENT)")
+        } else {
+            format!("check that {shown} is a file this user may read")
+        };
+        anyhow!(e).context(format!(
+            "replica-host cannot read the component {shown}: {what}"
+        ))
     })
 }
 

@@ -23,7 +23,9 @@ use crate::guest::sandbox::cli::output::Output;
 use crate::guest::sandbox::health::Health;
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::Response;
 use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::CONTENT_LENGTH;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -43,18 +45,27 @@ pub(crate) enum ReplyBody {
 }
 
 impl ReplyBody {
-    /// `body`, ending cleanly only if `verdict` says its guest finished
-    /// cleanly, holding `held` until it is dropped.
+    /// `response` with its body ending cleanly only if it is whole (all
+    /// the bytes of its declared content-length), or `verdict` says its
+    /// guest finished cleanly, holding `held` until it is dropped.
     pub(crate) fn checked(
-        body: HyperOutgoingBody,
+        response: Response<HyperOutgoingBody>,
         verdict: Verdict,
         held: Option<UntilSent>,
-    ) -> Self {
-        ReplyBody::Checked(Checked {
-            body,
-            verdict: Some(verdict),
-            cut: None,
-            _held: held,
+    ) -> Response<Self> {
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse().ok());
+        response.map(|body| {
+            ReplyBody::Checked(Checked {
+                body,
+                verdict: Some(verdict),
+                cut: None,
+                remaining: declared,
+                failing: false,
+                _held: held,
+            })
         })
     }
 
@@ -69,6 +80,8 @@ impl ReplyBody {
                 body,
                 verdict: None,
                 cut: Some(cut),
+                remaining: None,
+                failing: false,
                 _held: None,
             }),
             own @ ReplyBody::Own(_) => own,
@@ -175,13 +188,21 @@ impl Drop for UntilSent {
 }
 
 /// A guest's body, judged at its end: cut short (an error, so hyper closes
-/// the connection) unless its guest finished cleanly and its request's body
-/// was read whole.
+/// the connection) unless its request's body was read whole, and it is whole
+/// itself (as long as it declared) or its guest finished cleanly. A body
+/// whose declared bytes have all been written is delivered whatever its
+/// instance does afterwards (a 0.3 instance may fail after the response was
+/// complete, in another request or a task of its own). Before a body is cut
+/// short, what was written goes out: hyper is given a turn to flush it.
 pub(crate) struct Checked {
     body: HyperOutgoingBody,
     /// Taken once the end of the body has been judged.
     verdict: Option<Verdict>,
     cut: Option<Cut>,
+    /// What is left of its declared content-length, if it declared one.
+    remaining: Option<u64>,
+    /// Whether it ends with an error, once hyper has had its turn to flush.
+    failing: bool,
     _held: Option<UntilSent>,
 }
 
@@ -189,6 +210,19 @@ impl Checked {
     fn is_end_stream(&self) -> bool {
         // Never claim the end before the verdict is in.
         self.verdict.is_none() && self.cut.is_none() && self.body.is_end_stream()
+    }
+
+    /// Whether every byte the body declared has gone by.
+    fn is_whole(&self) -> bool {
+        self.remaining == Some(0)
+    }
+
+    /// Ends the body with an error, once hyper has flushed what it holds:
+    /// this turn, it is told to wait (and woken at once).
+    fn fail(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        self.failing = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -201,24 +235,39 @@ impl Body for Checked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
-        if let Some(frame) = ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-            return Poll::Ready(Some(frame));
+        if this.failing {
+            return Poll::Ready(Some(Err(HttpError::InternalError(Some(
+                "the guest failed, or its request's body was cut, after the response head was \
+                 sent"
+                    .into(),
+            )))));
         }
-        let finished = match this.verdict.as_mut() {
-            None => true,
-            // A guest that went away without a word failed too.
-            Some(Verdict::Call(call)) => ready!(Pin::new(call).poll(cx)).unwrap_or(false),
-            Some(Verdict::Instance(health)) => !health.failed(),
-        };
+        match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let (Some(remaining), Some(data)) = (this.remaining.as_mut(), frame.data_ref()) {
+                    *remaining = remaining.saturating_sub(data.len() as u64);
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Some(Err(error)) => {
+                tracing::debug!("a guest's response body failed: {error}");
+                return this.fail(cx);
+            }
+            None => {}
+        }
+        let finished = this.is_whole()
+            || match this.verdict.as_mut() {
+                None => true,
+                // A guest that went away without a word failed too.
+                Some(Verdict::Call(call)) => ready!(Pin::new(call).poll(cx)).unwrap_or(false),
+                Some(Verdict::Instance(health)) => !health.failed(),
+            };
         this.verdict = None;
         let whole = this.cut.take().is_none_or(|cut| !cut.is_cut());
         if finished && whole {
             return Poll::Ready(None);
         }
-        Poll::Ready(Some(Err(HttpError::InternalError(Some(
-            "the guest failed, or its request's body was cut, after the response head was sent"
-                .into(),
-        )))))
+        this.fail(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -235,10 +284,27 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt as _;
 
-    fn body(text: &'static str) -> HyperOutgoingBody {
-        Full::new(Bytes::from_static(text.as_bytes()))
+    /// A guest's response of `text`, declaring its length if `declared`.
+    fn response(text: &'static str, declared: bool) -> Response<HyperOutgoingBody> {
+        let body = Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(|never| match never {})
-            .boxed_unsync()
+            .boxed_unsync();
+        let mut response = Response::new(body);
+        if declared {
+            response.headers_mut().insert(
+                CONTENT_LENGTH,
+                text.len().to_string().parse().expect("a length"),
+            );
+        }
+        response
+    }
+
+    fn checked(text: &'static str, declared: bool, verdict: Verdict) -> ReplyBody {
+        ReplyBody::checked(response(text, declared), verdict, None).into_body()
+    }
+
+    fn guest(text: &'static str) -> ReplyBody {
+        ReplyBody::Guest(response(text, false).into_body())
     }
 
     fn call(clean: Option<bool>) -> Verdict {
@@ -266,12 +332,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_clean_guest_ends_the_body_normally() {
+    async fn a_clean_guest_or_a_whole_body_ends_normally() {
         for reply in [
-            ReplyBody::checked(body("all"), call(Some(true)), None),
-            ReplyBody::checked(body("all"), instance(false), None),
-            ReplyBody::Guest(body("all")).whole(cut(false)),
-            ReplyBody::checked(body("all"), call(Some(true)), None).whole(cut(false)),
+            checked("all", false, call(Some(true))),
+            checked("all", false, instance(false)),
+            guest("all").whole(cut(false)),
+            checked("all", false, call(Some(true))).whole(cut(false)),
+            // Every declared byte written: whatever the instance did after.
+            checked("all", true, instance(true)),
+            checked("all", true, call(Some(false))),
         ] {
             let collected = reply.collect().await;
             assert_eq!(
@@ -284,11 +353,12 @@ mod tests {
     #[tokio::test]
     async fn a_failed_or_vanished_guest_or_a_cut_request_cuts_the_body_short_after_its_data() {
         for mut cut_short in [
-            ReplyBody::checked(body("part"), call(Some(false)), None),
-            ReplyBody::checked(body("part"), call(None), None),
-            ReplyBody::checked(body("part"), instance(true), None),
-            ReplyBody::Guest(body("part")).whole(cut(true)),
-            ReplyBody::checked(body("part"), instance(false), None).whole(cut(true)),
+            checked("part", false, call(Some(false))),
+            checked("part", false, call(None)),
+            checked("part", false, instance(true)),
+            guest("part").whole(cut(true)),
+            checked("part", false, instance(false)).whole(cut(true)),
+            checked("part", true, instance(false)).whole(cut(true)),
         ] {
             let first = cut_short.frame().await.expect("a frame").expect("data");
             assert_eq!(first.into_data().ok(), Some(Bytes::from("part")));

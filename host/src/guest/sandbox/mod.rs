@@ -54,7 +54,6 @@ impl Sandbox {
         }
         let settings = config.guest_config()?.into_iter().collect();
         let keyvalue = KeyValue::new(config, metrics)?;
-        tracing::info!("wasi:keyvalue store {}", keyvalue.describe());
         Ok(Self {
             env: env.vars,
             settings,
@@ -62,6 +61,13 @@ impl Sandbox {
             max_memory_bytes: config.max_memory_mib as usize * 1024 * 1024,
             outbound: Outbound::new(config.allow_outbound.clone()),
         })
+    }
+}
+
+impl Sandbox {
+    /// Says where the key-value store lives, for a component that uses one.
+    pub(crate) fn announce_store(&self) {
+        tracing::info!("key-value store {}", self.keyvalue.describe());
     }
 }
 

@@ -119,7 +119,7 @@ impl ProxyGuest {
                 tokio::spawn(InRequest::new(span::current(), async move {
                     let _ = verdict.send(guest.await.is_ok());
                 }));
-                Ok(response.map(|b| ReplyBody::checked(b, Verdict::Call(checked), None)))
+                Ok(ReplyBody::checked(response, Verdict::Call(checked), None))
             }
         }
     }

@@ -77,7 +77,11 @@ impl ServiceGuest {
                     _slot: slot,
                     output,
                 };
-                Ok(response.map(|b| ReplyBody::checked(b, Verdict::Instance(health), Some(held))))
+                Ok(ReplyBody::checked(
+                    response,
+                    Verdict::Instance(health),
+                    Some(held),
+                ))
             }
             Err(e) => Err(self.failure(e, started, instance.try_recv().ok().map(|(h, _)| h))),
         }
