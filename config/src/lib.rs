@@ -685,7 +685,7 @@ mod tests {
     #[test]
     fn the_version_names_this_host() {
         use clap::CommandFactory as _;
-        let mut command = Cli::command();
+        let command = Cli::command();
         assert_eq!(command.get_name(), "replica-host");
         assert!(
             command.render_version().starts_with("replica-host 0."),
