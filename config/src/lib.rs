@@ -131,6 +131,13 @@ pub struct Config {
     #[arg(long = "keyvalue", env = "REPLICA_KEYVALUE", value_name = "KEY=VALUE", value_parser = parse_pairs)]
     pub keyvalue: Vec<Pairs>,
 
+    /// A key and value the key-value store starts with in another bucket (the
+    /// Spin store label, or the wasi:keyvalue bucket, a guest opens: Spin's and
+    /// wasmCloud's guests open "default"), as BUCKET:KEY=VALUE; the bucket name
+    /// ends at the first `:`. Repeat for more, or give several, one per line.
+    #[arg(long = "keyvalue-in", env = "REPLICA_KEYVALUE_IN", value_name = "BUCKET:KEY=VALUE", value_parser = parse_bucket_pairs)]
+    pub keyvalue_in: Vec<BucketPairs>,
+
     /// Keep the wasi:keyvalue store in Redis instead of this process's memory:
     /// redis://[USER:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS. Every
     /// replica given the same URL shares one store. The password is never logged.
@@ -386,12 +393,16 @@ impl Config {
         Ok(env)
     }
 
-    /// What the wasi:keyvalue store starts with (`--keyvalue`), in order.
-    pub fn keyvalue_preload(&self) -> Vec<(String, String)> {
-        self.keyvalue
+    /// What the key-value store starts with, as (bucket, key, value), in
+    /// order: `--keyvalue` (the bucket ""), then `--keyvalue-in`.
+    pub fn keyvalue_preload(&self) -> Vec<(String, String, String)> {
+        let plain = self
+            .keyvalue
             .iter()
-            .flat_map(|pairs| pairs.0.clone())
-            .collect()
+            .flat_map(|pairs| pairs.0.iter())
+            .map(|(key, value)| (String::new(), key.clone(), value.clone()));
+        let in_buckets = self.keyvalue_in.iter().flat_map(|pairs| pairs.0.clone());
+        plain.chain(in_buckets).collect()
     }
 
     /// What the guest reads through wasi:config/store: SERVER_ID, then the
@@ -583,6 +594,33 @@ pub fn parse_pairs(s: &str) -> Result<Pairs> {
     Ok(Pairs(pairs))
 }
 
+/// Settings given as BUCKET:KEY=VALUE lines (`--keyvalue-in`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketPairs(pub Vec<(String, String, String)>);
+
+/// Parses one or more `BUCKET:KEY=VALUE` lines: the bucket ends at the
+/// first `:`, and may not be empty (the bucket "" is `--keyvalue`'s).
+pub fn parse_bucket_pairs(s: &str) -> Result<BucketPairs> {
+    let entries = s
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (bucket, pair) = line.split_once(':').with_context(|| {
+                format!("`{line}` names no bucket: write it as BUCKET:KEY=VALUE")
+            })?;
+            if bucket.is_empty() {
+                bail!("`{line}` has an empty bucket: use --keyvalue KEY=VALUE for the bucket \"\"");
+            }
+            let (key, value) = parse_key_value(pair)?;
+            Ok((bucket.to_string(), key, value))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if entries.is_empty() {
+        bail!("`{s}` holds no BUCKET:KEY=VALUE");
+    }
+    Ok(BucketPairs(entries))
+}
+
 /// Parses `KEY=VALUE`; the value may be empty and may contain `=`.
 pub fn parse_key_value(s: &str) -> Result<(String, String)> {
     let (key, value) = s
@@ -771,6 +809,23 @@ mod tests {
         assert!(parse_pairs("a=1\nnovalue").is_err());
         let c = config(&["--keyvalue", "x=1\ny=2", "--keyvalue", "z=3"]);
         assert_eq!(c.keyvalue_preload().len(), 3);
+        let c = config(&[
+            "--keyvalue",
+            "x=1",
+            "--keyvalue-in",
+            "default:user:1=ann\ncache:k=",
+        ]);
+        assert_eq!(
+            c.keyvalue_preload(),
+            vec![
+                ("".into(), "x".into(), "1".into()),
+                ("default".into(), "user:1".into(), "ann".into()),
+                ("cache".into(), "k".into(), "".into()),
+            ]
+        );
+        for bad in ["k=v", ":k=v", "b:k", "b:=v", ""] {
+            assert!(parse_bucket_pairs(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

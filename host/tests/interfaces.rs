@@ -229,9 +229,10 @@ fn the_store_is_bounded_and_says_so_to_the_guest() {
 /// A 0.2 component that imports, beside wasi:http, interfaces this host does
 /// not provide.
 const FOREIGN: &str = r#"(component
-  (import "wasi:logging/logging@0.1.0-draft" (instance (export "log" (func))))
-  (import "fermyon:spin/key-value@2.0.0" (instance (export "get" (func))))
-  (import "wasi:keyvalue/store@0.2.0-draft2" (instance (export "open" (func))))
+  (import "wasi:logging/logging@0.2.0" (instance (export "log" (func))))
+  (import "fermyon:spin/redis@2.0.0" (instance (export "get" (func))))
+  (import "wasmcloud:bus/lattice@2.0.0" (instance (export "set-link-name" (func))))
+  (import "wasi:keyvalue/store@0.2.0" (instance (export "open" (func))))
   (instance $h)
   (export "wasi:http/incoming-handler@0.2.12" (instance $h)))"#;
 
@@ -248,9 +249,10 @@ fn check_and_a_refused_start_name_each_interface_not_provided() {
     assert!(!status.success(), "started: {stdout}{stderr}");
     for expected in [
         "imports what this host does not provide",
-        "wasi:logging/logging@0.1.0-draft: not provided: write to stdout or stderr",
-        "fermyon:spin/key-value@2.0.0: Spin's own interface",
-        "wasi:keyvalue/store@0.2.0-draft2: this host provides wasi:keyvalue store, atomics and batch at 0.2.0-draft",
+        "wasi:logging/logging@0.2.0: this host provides wasi:logging/logging@0.1.0-draft",
+        "fermyon:spin/redis@2.0.0: a Spin interface this host does not provide",
+        "wasmcloud:bus/lattice@2.0.0: wasmCloud's own interface",
+        "wasi:keyvalue/store@0.2.0: this host provides wasi:keyvalue store, atomics and batch at 0.2.0-draft and 0.2.0-draft2",
     ] {
         assert!(stderr.contains(expected), "lacks {expected:?}:\n{stderr}");
     }
@@ -258,7 +260,7 @@ fn check_and_a_refused_start_name_each_interface_not_provided() {
     let (status, report, _) = run_host(&["check", foreign], &[]);
     assert!(!status.success());
     assert!(
-        report.contains("wasi:logging/logging@0.1.0-draft (instance): NOT PROVIDED"),
+        report.contains("wasi:logging/logging@0.2.0 (instance): NOT PROVIDED"),
         "{report}"
     );
     assert!(report.contains("this host can serve it: no"), "{report}");

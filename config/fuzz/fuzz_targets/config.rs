@@ -1,5 +1,5 @@
 //! Fuzzes the parsing the host does itself: `--env NAME[=VALUE]`,
-//! `--config`/`--keyvalue KEY=VALUE`, `--keyvalue-url`, `--allow-outbound`
+//! `--config`/`--keyvalue KEY=VALUE`, `--keyvalue-in BUCKET:KEY=VALUE`, `--keyvalue-url`, `--allow-outbound`
 //! and `--authority HOST[:PORT]`, and whole command lines through clap and the checks after
 //! it. Nothing may panic, what parses must round-trip, and a store URL's
 //! password never shows.
@@ -9,7 +9,7 @@
 use clap::Parser as _;
 use libfuzzer_sys::fuzz_target;
 use replica_config::{
-    Config, HostPort, StoreUrl, parse_env_var, parse_key_value, parse_pairs,
+    Config, HostPort, StoreUrl, parse_bucket_pairs, parse_env_var, parse_key_value, parse_pairs,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -33,6 +33,13 @@ fuzz_target!(|data: &[u8]| {
         for (key, value) in pairs.0 {
             assert!(!key.is_empty() && !key.contains('=') && !key.contains('\n'));
             assert!(!value.contains('\n'));
+        }
+    }
+
+    if let Ok(pairs) = parse_bucket_pairs(&text) {
+        for (bucket, key, value) in pairs.0 {
+            assert!(!bucket.is_empty() && !bucket.contains(':') && !bucket.contains('\n'));
+            assert!(!key.is_empty() && !key.contains('=') && !value.contains('\n'));
         }
     }
 

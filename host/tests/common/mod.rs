@@ -58,6 +58,74 @@ pub fn guests() -> &'static Path {
     })
 }
 
+/// Builds a guest of another ecosystem's SDK (`test-guests/sdk/NAME`: a
+/// workspace of its own, with its own lock file) from crates.io, once per
+/// test binary, and returns its component.
+pub fn sdk_guest(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let target = workspace().join("target").join("sdk-guests");
+    let manifest = workspace()
+        .join("test-guests/sdk")
+        .join(name)
+        .join("Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the {name} guest failed");
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}_guest.wasm", name.replace('-', "_")));
+    built.push((name.to_string(), path.clone()));
+    path
+}
+
+/// The Python guest (`test-guests/sdk/python`), built with componentize-py
+/// from the project's `.venv` (`make test` installs it), once per test binary.
+pub fn python_guest() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = workspace()
+                .join("target")
+                .join("sdk-guests")
+                .join("python.wasm");
+            let _ = std::fs::create_dir_all(out.parent().expect("a folder"));
+            let status = Command::new(componentize_py())
+                .arg("-d")
+                .arg(workspace().join("wit"))
+                .args(["-w", "replica:server/replica", "componentize", "-p"])
+                .arg(workspace().join("test-guests/sdk/python"))
+                .arg("app")
+                .arg("-o")
+                .arg(&out)
+                .status()
+                .expect("componentize-py runs");
+            assert!(status.success(), "componentize-py failed");
+            out
+        })
+        .clone()
+}
+
+/// componentize-py, from the project's `.venv`.
+pub fn componentize_py() -> PathBuf {
+    workspace().join(".venv/bin/componentize-py")
+}
+
 pub fn replica_guest() -> PathBuf {
     guests().join("replica_guest.wasm")
 }

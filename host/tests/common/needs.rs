@@ -1,5 +1,5 @@
 //! Tests that need a tool this machine may lack (a Docker engine, Compose,
-//! Chromium, curl, a Redis server, HAProxy) run under this harness, built on `libtest-mimic`, instead of
+//! Chromium, curl, a Redis server, HAProxy, componentize-py) run under this harness, built on `libtest-mimic`, instead of
 //! libtest's: libtest can only pass a test that returns early, so a missing
 //! tool would read as `ok`. Here a test whose tool is missing is reported as
 //! `ignored` and counted so by the runner's summary; the reason goes to
@@ -28,6 +28,8 @@ pub enum Tool {
     Redis,
     /// HAProxy, to put in front of a replica (`haproxy`).
     Haproxy,
+    /// componentize-py in the project's `.venv` (`make test` installs it).
+    ComponentizePy,
 }
 
 impl Tool {
@@ -39,6 +41,7 @@ impl Tool {
             Tool::Curl => "curl",
             Tool::Redis => "redis",
             Tool::Haproxy => "haproxy",
+            Tool::ComponentizePy => "componentize-py",
         }
     }
 
@@ -81,6 +84,13 @@ impl Tool {
                 static PROBE: OnceLock<bool> = OnceLock::new();
                 let ok = *PROBE.get_or_init(|| succeeds(Command::new("haproxy").arg("-v")));
                 (!ok).then_some("no HAProxy here (`apt-get install haproxy`)")
+            }
+            Tool::ComponentizePy => {
+                static PROBE: OnceLock<bool> = OnceLock::new();
+                let ok = *PROBE.get_or_init(|| {
+                    succeeds(Command::new(super::componentize_py()).arg("--version"))
+                });
+                (!ok).then_some("no componentize-py in .venv (run the tests with `make test`)")
             }
         }
     }

@@ -51,9 +51,25 @@ const WASI_P3: &[&str] = &[
     "wasi:http",
 ];
 
-const CONFIG: &str = "wasi:config/store@0.2.0-rc.1";
+/// The settings interfaces, at the versions provided.
+const CONFIG: &[&str] = &[
+    "wasi:config/store@0.2.0-rc.1",
+    "wasi:config/store@0.2.0-draft",
+];
 const KEYVALUE: &[&str] = &["store", "atomics", "batch"];
-const KEYVALUE_VERSION: &str = "0.2.0-draft";
+const KEYVALUE_VERSIONS: &[&str] = &["0.2.0-draft", "0.2.0-draft2"];
+const SPIN_2: &[&str] = &[
+    "fermyon:spin/variables@2.0.0",
+    "fermyon:spin/key-value@2.0.0",
+];
+const SPIN_3: &[&str] = &[
+    "spin:variables/variables@3.0.0",
+    "spin:key-value/key-value@3.0.0",
+];
+const LOGGING: &str = "wasi:logging/logging@0.1.0-draft";
+
+const SETTINGS: &str = "SERVER_ID and the --config settings, nothing else";
+const STORE: &str = "one store per replica in memory, or the fleet's in Redis (--keyvalue-url)";
 
 /// What this host does with the import named `name` of a component of `world`.
 pub(crate) fn answer(name: &str, world: World) -> Answer {
@@ -63,41 +79,67 @@ pub(crate) fn answer(name: &str, world: World) -> Answer {
         );
     };
     match package {
-        "wasi:config" if name == CONFIG => {
-            Answer::Provided("SERVER_ID and the --config settings, nothing else")
-        }
+        "wasi:config" if CONFIG.contains(&name) => Answer::Provided(SETTINGS),
         "wasi:config" => Answer::Missing(format!(
-            "this host provides {CONFIG} (as `wasmtime serve -Sconfig` does): build the guest \
-             against that version"
+            "this host provides {} (as `wasmtime serve -Sconfig` and wasmCloud do): build the \
+             guest against one of them",
+            CONFIG.join(" and ")
         )),
-        "wasi:keyvalue" if version == Some(KEYVALUE_VERSION) && KEYVALUE.contains(&interface) => {
-            Answer::Provided(
-                "one store per replica in memory, or the fleet's in Redis (--keyvalue-url)",
-            )
+        "wasi:keyvalue"
+            if version.is_some_and(|v| KEYVALUE_VERSIONS.contains(&v))
+                && KEYVALUE.contains(&interface) =>
+        {
+            Answer::Provided(STORE)
         }
         "wasi:keyvalue" => Answer::Missing(format!(
-            "this host provides wasi:keyvalue store, atomics and batch at {KEYVALUE_VERSION} \
-             (as `wasmtime serve -Skeyvalue` does): build the guest against that version"
+            "this host provides wasi:keyvalue store, atomics and batch at {} (as `wasmtime \
+             serve -Skeyvalue`, wasmCloud and Spin do): build the guest against one of them",
+            KEYVALUE_VERSIONS.join(" and ")
         )),
-        "wasi:logging" => Answer::Missing(
-            "not provided: write to stdout or stderr instead, which this host logs a line at \
-             a time"
-                .into(),
-        ),
+        "wasi:logging" if name == LOGGING => {
+            Answer::Provided("into the log, an entry per call, at its level, with its context")
+        }
+        "wasi:logging" => Answer::Missing(format!(
+            "this host provides {LOGGING} (as wasmCloud does); stdout and stderr are logged a \
+             line at a time too"
+        )),
+        _ if SPIN_2.contains(&name) => Answer::Provided(spin(interface)),
+        _ if SPIN_3.contains(&name) => match world {
+            World::Service => Answer::Provided(spin(interface)),
+            World::Proxy => Answer::Missing(
+                "Spin 3's interfaces are async, for wasi:http/service (0.3) components only, \
+                 and this one exports wasi:http/incoming-handler (0.2)"
+                    .into(),
+            ),
+        },
         _ if package.starts_with("fermyon:spin") || package.starts_with("spin:") => {
             Answer::Missing(
-                "Spin's own interface, provided by Spin only: use the standard wasi:config and \
-                 wasi:keyvalue instead (Spin's SDK builds a plain wasi:http guest when only \
-                 its HTTP part is used)"
+                "a Spin interface this host does not provide (it provides Spin's variables and \
+                 key-value, 2.0.0 and 3.0.0): use wasi:http's outgoing requests, or a standard \
+                 interface, instead"
                     .into(),
             )
         }
         _ if package.starts_with("wasmcloud:") => Answer::Missing(
-            "wasmCloud's own interface, provided by wasmCloud only: use the standard \
-             wasi:config and wasi:keyvalue instead"
+            "wasmCloud's own interface, provided by wasmCloud only: use wasi:config, \
+             wasi:keyvalue and wasi:logging, which this host provides, instead"
                 .into(),
         ),
         _ => wasi(package, interface, version, world),
+    }
+}
+
+/// What a Spin interface gives here.
+fn spin(interface: &str) -> &'static str {
+    match interface {
+        "variables" => {
+            "the --config settings, by Spin's naming rules (a lower-case name also finds its \
+             upper-case setting: server_id is SERVER_ID)"
+        }
+        _ => {
+            "every label opens the wasi:keyvalue bucket of that name (default, say): one store \
+              per replica in memory, or the fleet's in Redis (--keyvalue-url)"
+        }
     }
 }
 
@@ -201,16 +243,36 @@ mod tests {
     }
 
     #[test]
-    fn config_and_keyvalue_are_provided_at_wasmtimes_versions() {
-        assert!(provided("wasi:config/store@0.2.0-rc.1", World::Proxy));
-        for interface in ["store", "atomics", "batch"] {
-            let name = format!("wasi:keyvalue/{interface}@0.2.0-draft");
-            assert!(provided(&name, World::Proxy), "{name}");
-            assert!(provided(&name, World::Service), "{name}");
+    fn config_keyvalue_and_logging_are_provided_at_wasmtimes_wasmclouds_and_spins_versions() {
+        for name in [
+            "wasi:config/store@0.2.0-rc.1",
+            "wasi:config/store@0.2.0-draft",
+            "wasi:logging/logging@0.1.0-draft",
+            "fermyon:spin/variables@2.0.0",
+            "fermyon:spin/key-value@2.0.0",
+        ] {
+            assert!(provided(name, World::Proxy), "{name}");
+            assert!(provided(name, World::Service), "{name}");
         }
-        let other = answer("wasi:keyvalue/store@0.2.0-draft2", World::Proxy);
-        assert!(matches!(other, Answer::Missing(why) if why.contains("0.2.0-draft")));
+        for version in ["0.2.0-draft", "0.2.0-draft2"] {
+            for interface in ["store", "atomics", "batch"] {
+                let name = format!("wasi:keyvalue/{interface}@{version}");
+                assert!(provided(&name, World::Proxy), "{name}");
+                assert!(provided(&name, World::Service), "{name}");
+            }
+        }
+        // Spin 3's are async: 0.3 components only.
+        for name in [
+            "spin:variables/variables@3.0.0",
+            "spin:key-value/key-value@3.0.0",
+        ] {
+            assert!(provided(name, World::Service), "{name}");
+            assert!(!provided(name, World::Proxy), "{name}");
+        }
+        let other = answer("wasi:keyvalue/store@0.2.0-draft3", World::Proxy);
+        assert!(matches!(other, Answer::Missing(why) if why.contains("0.2.0-draft2")));
         assert!(!provided("wasi:config/runtime@0.2.0-draft", World::Proxy));
+        assert!(!provided("fermyon:spin/llm@2.0.0", World::Proxy));
     }
 
     #[test]
@@ -218,8 +280,8 @@ mod tests {
         let lines = missing(
             [
                 "wasi:cli/environment@0.2.6",
-                "wasi:logging/logging@0.1.0-draft",
-                "fermyon:spin/key-value@2.0.0",
+                "wasi:logging/logging@0.2.0",
+                "fermyon:spin/redis@2.0.0",
                 "wasmcloud:bus/lattice@1.0.0",
                 "acme:db/query@1.0.0",
                 "run",
@@ -227,8 +289,12 @@ mod tests {
             World::Proxy,
         );
         assert_eq!(lines.len(), 5, "{lines:?}");
-        assert!(lines[0].starts_with("wasi:logging/logging@0.1.0-draft: not provided: write"));
-        assert!(lines[1].contains("Spin's own interface"));
+        assert!(
+            lines[0].contains("provides wasi:logging/logging@0.1.0-draft"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains("a Spin interface this host does not provide"));
         assert!(lines[2].contains("wasmCloud's own interface"));
         assert!(lines[3].ends_with("not provided by this host"));
         assert!(lines[4].contains("not a WASI interface"));

@@ -1,16 +1,20 @@
 //! What a guest instance sees and may use: its store's data (the WASI and
 //! wasi:http contexts, its settings and key-value store, its memory budget),
 //! built by [`new_store`] from the host-wide [`Sandbox`], and the interfaces
-//! it may import, one folder per family ([`add_to_linker`] is where each is
-//! linked): `cli/` (environment and output), `http/` (outgoing requests, HEAD),
-//! `keyvalue/` (the store and its backends), wasi:config (upstream's). What
-//! the host holds for it is counted in `memory`, whether it may serve again
-//! in `health`.
+//! it may import, one folder per family, each holding its bindings, what the
+//! interface means here, and the store behind it: `cli/` (environment and
+//! output), `http/` (outgoing requests, HEAD), `config/` (wasi:config, Spin's
+//! variables), `keyvalue/` (wasi:keyvalue, Spin's key-value, memory or
+//! Redis), `logging/` (wasi:logging). [`add_to_linker`] is the one place each
+//! is linked. What the host holds for an instance is counted in `memory`,
+//! whether it may serve again in `health`.
 
 pub(crate) mod cli;
+pub(crate) mod config;
 pub(crate) mod health;
 pub(crate) mod http;
 pub(crate) mod keyvalue;
+pub(crate) mod logging;
 pub(crate) mod memory;
 
 use crate::telemetry::metrics::Metrics;
@@ -25,17 +29,17 @@ use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// What every guest instance may see and use.
 pub(crate) struct Sandbox {
     /// Its whole environment: SERVER_ID and the `--env` variables.
     env: Vec<(String, String)>,
-    /// What wasi:config/store gives: SERVER_ID and the `--config` settings.
-    settings: WasiConfigVariables,
-    /// The wasi:keyvalue store, shared by every instance.
-    keyvalue: KeyValue,
+    /// What the settings interfaces give: SERVER_ID and the `--config`
+    /// settings.
+    settings: Arc<config::Settings>,
+    /// The key-value store, shared by every instance.
+    keyvalue: Arc<KeyValue>,
     /// `--max-memory-mib`, in bytes: each instance's budget.
     max_memory_bytes: usize,
     outbound: Outbound,
@@ -52,8 +56,8 @@ impl Sandbox {
                  not get one (as under `wasmtime serve`); set it, or pass --env {name}=VALUE"
             );
         }
-        let settings = config.guest_config()?.into_iter().collect();
-        let keyvalue = KeyValue::new(config, metrics)?;
+        let settings = Arc::new(config::Settings::new(config.guest_config()?));
+        let keyvalue = Arc::new(KeyValue::new(config, metrics)?);
         Ok(Self {
             env: env.vars,
             settings,
@@ -81,8 +85,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>, p3: bool) -> Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker).map_err(|e| anyhow!(e))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker).map_err(|e| anyhow!(e))?;
     http::head::add_to_linker(linker)?;
-    wasmtime_wasi_config::add_to_linker(linker, Host::settings).map_err(|e| anyhow!(e))?;
-    keyvalue::add_to_linker(linker, Host::keyvalue).map_err(|e| anyhow!(e))?;
+    config::add_to_linker(linker, Host::settings, p3).map_err(|e| anyhow!(e))?;
+    logging::add_to_linker(linker).map_err(|e| anyhow!(e))?;
+    keyvalue::add_to_linker(linker, Host::keyvalue, p3).map_err(|e| anyhow!(e))?;
     if p3 {
         wasmtime_wasi::p3::add_to_linker(linker).map_err(|e| anyhow!(e))?;
         wasmtime_wasi_http::p3::add_to_linker(linker).map_err(|e| anyhow!(e))?;
@@ -134,9 +139,11 @@ impl Host {
         self.budget.report_to(health);
     }
 
-    /// What wasi:config/store reads.
-    pub(crate) fn settings(&mut self) -> WasiConfig<'_> {
-        WasiConfig::from(&self.sandbox.settings)
+    /// What the settings interfaces read.
+    pub(crate) fn settings(&mut self) -> config::ConfigView<'_> {
+        config::ConfigView {
+            settings: &self.sandbox.settings,
+        }
     }
 
     /// What wasi:keyvalue reaches.

@@ -1,5 +1,9 @@
-//! What the backends share: a page of `list-keys`, and a key short enough to
-//! quote in an error.
+//! What the backends share: what they start with, a page of `list-keys`,
+//! and a key short enough to quote in an error.
+
+/// What a store starts with: (bucket, key, value), from `--keyvalue` and
+/// `--keyvalue-in`.
+pub(crate) type Preload = [(String, String, String)];
 
 /// One page of a bucket's keys, and where the next one starts (`None`: this
 /// was the last).

@@ -8,7 +8,7 @@
 //! changes meanwhile (a key added or deleted during the pass may or may not
 //! be listed).
 
-use super::keys::{Page, shorten};
+use super::keys::{Page, Preload, shorten};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
@@ -49,21 +49,19 @@ impl Bucket {
 }
 
 impl Memory {
-    /// An empty store of at most `max_bytes`, holding `preload` in the
-    /// bucket named "".
-    pub(super) fn new(max_bytes: u64, preload: &[(String, String)]) -> anyhow::Result<Self> {
+    /// An empty store of at most `max_bytes`, holding `preload` (bucket,
+    /// key, value).
+    pub(super) fn new(max_bytes: u64, preload: &Preload) -> anyhow::Result<Self> {
         let memory = Self {
             buckets: Mutex::default(),
             order: RandomState::new(),
             max_bytes,
         };
-        let entries = preload
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-            .collect();
-        memory
-            .set_many("", entries)
-            .map_err(|why| anyhow::anyhow!("--keyvalue cannot be preloaded: {why}"))?;
+        for (bucket, key, value) in preload {
+            memory
+                .set_many(bucket, vec![(key.clone(), value.clone().into_bytes())])
+                .map_err(|why| anyhow::anyhow!("--keyvalue cannot be preloaded: {why}"))?;
+        }
         Ok(memory)
     }
 
@@ -204,18 +202,13 @@ impl Memory {
 
     /// Adds `delta` to the decimal number `key` holds (0 if none), all under
     /// the lock: concurrent increments all count.
-    pub(super) fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, String> {
-        let place = self.place(key);
+    pub(super) fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, String> {
         let mut buckets = self.buckets();
-        let old = buckets
-            .by_name
-            .get(bucket)
-            .and_then(|b| b.entry(place, key));
-        let current = match old {
+        let current = match self.entry_in(&buckets, bucket, key) {
             None => 0,
             Some(bytes) => std::str::from_utf8(bytes)
                 .ok()
-                .and_then(|text| text.parse::<u64>().ok())
+                .and_then(|text| text.parse::<i64>().ok())
                 .ok_or_else(|| {
                     format!(
                         "`{}` does not hold a decimal number, so it cannot be incremented",
@@ -226,8 +219,44 @@ impl Memory {
         let new = current
             .checked_add(delta)
             .ok_or_else(|| format!("incrementing `{}` would overflow", shorten(key)))?;
-        let value = new.to_string().into_bytes();
-        let (grows, shrinks) = match old {
+        self.put(&mut buckets, bucket, key, new.to_string().into_bytes())?;
+        Ok(new)
+    }
+
+    /// Sets `key` to `value` if it still holds `expected` (`None`: is not
+    /// set), all under the lock; says whether it did.
+    pub(super) fn swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+    ) -> Result<bool, String> {
+        let mut buckets = self.buckets();
+        if self.entry_in(&buckets, bucket, key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        self.put(&mut buckets, bucket, key, value)?;
+        Ok(true)
+    }
+
+    fn entry_in<'a>(&self, buckets: &'a Buckets, bucket: &str, key: &str) -> Option<&'a Vec<u8>> {
+        buckets
+            .by_name
+            .get(bucket)
+            .and_then(|b| b.entry(self.place(key), key))
+    }
+
+    /// Sets one key under a lock already held, within the bound.
+    fn put(
+        &self,
+        buckets: &mut Buckets,
+        bucket: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), String> {
+        let place = self.place(key);
+        let (grows, shrinks) = match self.entry_in(buckets, bucket, key) {
             Some(old) => (value.len() as u64, old.len() as u64),
             None => {
                 let name = if buckets.by_name.contains_key(bucket) {
@@ -250,7 +279,7 @@ impl Memory {
             Some((_, old)) => *old = value,
             None => at.push((key.to_string(), value)),
         }
-        Ok(new)
+        Ok(())
     }
 
     pub(super) fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<Page, String> {

@@ -17,7 +17,7 @@ mod connect;
 mod health;
 
 use self::health::{Health, is_outage};
-use super::keys::{Page, shorten};
+use super::keys::Page;
 use redis::aio::ConnectionManager;
 use redis::{Cmd, FromRedisValue};
 use std::sync::Arc;
@@ -147,29 +147,45 @@ impl Redis {
         &self,
         bucket: &str,
         key: &str,
-        delta: u64,
-    ) -> Result<u64, String> {
-        let delta = i64::try_from(delta).map_err(|_| {
-            format!(
-                "an increment of {delta} is over what Redis can add at once ({})",
-                i64::MAX
-            )
-        })?;
-        let total: i64 = self
+        delta: i64,
+    ) -> Result<i64, String> {
+        self.run(
+            redis::cmd("HINCRBY")
+                .arg(hash_of(bucket))
+                .arg(key)
+                .arg(delta)
+                .clone(),
+        )
+        .await
+    }
+
+    /// Sets `key` to `value` if it still holds `expected` (`None`: is not
+    /// set), atomically in Redis (a script runs whole); says whether it did.
+    pub(super) async fn swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+    ) -> Result<bool, String> {
+        const SWAP: &str = "local held = redis.call('HGET', KEYS[1], ARGV[1]) \
+            if (ARGV[2] == '0' and held == false) or (ARGV[2] == '1' and held == ARGV[3]) then \
+              redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]) return 1 \
+            end return 0";
+        let swapped: i64 = self
             .run(
-                redis::cmd("HINCRBY")
+                redis::cmd("EVAL")
+                    .arg(SWAP)
+                    .arg(1)
                     .arg(hash_of(bucket))
                     .arg(key)
-                    .arg(delta)
+                    .arg(if expected.is_some() { "1" } else { "0" })
+                    .arg(expected.unwrap_or_default())
+                    .arg(value)
                     .clone(),
             )
             .await?;
-        u64::try_from(total).map_err(|_| {
-            format!(
-                "`{}` holds {total} after the increment, which is not a u64",
-                shorten(key)
-            )
-        })
+        Ok(swapped == 1)
     }
 
     pub(super) async fn list_keys(

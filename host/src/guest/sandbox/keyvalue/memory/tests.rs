@@ -53,12 +53,12 @@ fn a_write_past_the_bound_changes_nothing() {
     assert_eq!(memory.buckets().used, 11);
     // Replacing a value with a smaller one always fits.
     memory.set_many("", entries(&["a"], &[0; 1])).expect("fits");
-    assert!(Memory::new(3, &[("key".into(), "value".into())]).is_err());
+    assert!(Memory::new(3, &[("".into(), "key".into(), "value".into())]).is_err());
 }
 
 #[test]
 fn buckets_do_not_share_keys() {
-    let memory = Memory::new(1000, &[("k".into(), "preloaded".into())]).expect("fits");
+    let memory = Memory::new(1000, &[("".into(), "k".into(), "preloaded".into())]).expect("fits");
     memory
         .set_many("other", entries(&["k"], b"mine"))
         .expect("fits");
@@ -95,4 +95,31 @@ fn a_pass_through_the_pages_lists_every_key_present_throughout_once() {
     }
     assert_eq!(all_keys(&memory, "b").len(), 2500 - gone.len() + 2);
     assert!(all_keys(&memory, "none").is_empty());
+}
+
+#[test]
+fn increments_go_below_zero_and_swaps_happen_only_on_what_was_seen() {
+    let memory = Memory::new(1000, &[("default".into(), "seen".into(), "1".into())]).expect("fits");
+    assert_eq!(memory.increment("b", "n", -3), Ok(-3));
+    assert_eq!(memory.increment("b", "n", 5), Ok(2));
+    assert_eq!(memory.get("default", "seen"), Ok(Some(b"1".to_vec())));
+    // Expected what it holds: set. Expected something else: not.
+    assert_eq!(
+        memory.swap("default", "seen", Some(b"1"), b"2".to_vec()),
+        Ok(true)
+    );
+    assert_eq!(
+        memory.swap("default", "seen", Some(b"1"), b"3".to_vec()),
+        Ok(false)
+    );
+    assert_eq!(memory.get("default", "seen"), Ok(Some(b"2".to_vec())));
+    // Expected no value: only where there is none.
+    assert_eq!(memory.swap("default", "new", None, b"x".to_vec()), Ok(true));
+    assert_eq!(
+        memory.swap("default", "new", None, b"y".to_vec()),
+        Ok(false)
+    );
+    // The bound holds for swaps too.
+    let big = vec![0; 2000];
+    assert!(memory.swap("default", "big", None, big).is_err());
 }

@@ -3,6 +3,7 @@
 
 use super::health::{Health, is_auth};
 use super::{Redis, hash_of};
+use crate::guest::sandbox::keyvalue::keys::Preload;
 use anyhow::{Context as _, Result, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError};
@@ -18,7 +19,7 @@ impl Redis {
     pub(in crate::guest::sandbox::keyvalue) fn connect(
         url: &StoreUrl,
         timeout: Duration,
-        preload: &[(String, String)],
+        preload: &Preload,
     ) -> Result<Self> {
         let shown = url.to_string();
         let client = redis::Client::open(url.secret()).map_err(|e| {
@@ -68,10 +69,9 @@ impl Redis {
     }
 
     /// PINGs Redis, and writes `preload`, before serving.
-    fn first_contact(&self, preload: &[(String, String)]) -> Result<()> {
+    fn first_contact(&self, preload: &Preload) -> Result<()> {
         let mut connection = self.connection.clone();
         let timeout = self.timeout;
-        let hash = hash_of("");
         let entries = preload.to_vec();
         let reached: Result<(), Option<RedisError>> = self.runtime.block_on(async move {
             let ping = tokio::time::timeout(
@@ -85,10 +85,10 @@ impl Redis {
             };
             ping.map_err(Some)?;
             let mut pipeline = redis::pipe();
-            for (key, value) in &entries {
+            for (bucket, key, value) in &entries {
                 pipeline
                     .cmd("HSETNX")
-                    .arg(&hash)
+                    .arg(hash_of(bucket))
                     .arg(key)
                     .arg(value)
                     .ignore();
