@@ -118,7 +118,7 @@ pub struct Config {
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env_var)]
     pub envs: Vec<EnvVar>,
 
-    /// A setting the guest reads through wasi:config/store, as KEY=VALUE;
+    /// A setting the guest reads through wasi:config/store or Spin's variables, as KEY=VALUE;
     /// repeat for more, or give several, one per line (as the environment
     /// variable does). SERVER_ID is there too; nothing else is.
     #[arg(long = "config", env = "REPLICA_CONFIG", value_name = "KEY=VALUE", value_parser = parse_pairs)]

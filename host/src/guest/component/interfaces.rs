@@ -55,6 +55,7 @@ const WASI_P3: &[&str] = &[
 const CONFIG: &[&str] = &[
     "wasi:config/store@0.2.0-rc.1",
     "wasi:config/store@0.2.0-draft",
+    "wasi:config/store@0.2.0-draft-2024-09-27",
 ];
 const KEYVALUE: &[&str] = &["store", "atomics", "batch"];
 const KEYVALUE_VERSIONS: &[&str] = &["0.2.0-draft", "0.2.0-draft2"];
@@ -81,8 +82,8 @@ pub(crate) fn answer(name: &str, world: World) -> Answer {
     match package {
         "wasi:config" if CONFIG.contains(&name) => Answer::Provided(SETTINGS),
         "wasi:config" => Answer::Missing(format!(
-            "this host provides {} (as `wasmtime serve -Sconfig` and wasmCloud do): build the \
-             guest against one of them",
+            "this host provides {} (as `wasmtime serve -Sconfig`, wasmCloud and Spin do): \
+             build the guest against one of them",
             CONFIG.join(" and ")
         )),
         "wasi:keyvalue"
@@ -247,6 +248,7 @@ mod tests {
         for name in [
             "wasi:config/store@0.2.0-rc.1",
             "wasi:config/store@0.2.0-draft",
+            "wasi:config/store@0.2.0-draft-2024-09-27",
             "wasi:logging/logging@0.1.0-draft",
             "fermyon:spin/variables@2.0.0",
             "fermyon:spin/key-value@2.0.0",

@@ -36,6 +36,14 @@ mod draft {
     });
 }
 
+mod draft_2024 {
+    wasmtime::component::bindgen!({
+        path: "../wit/deps/config-draft-2024-09-27",
+        world: "wasi:config/imports",
+        imports: { default: trappable },
+    });
+}
+
 mod spin2 {
     wasmtime::component::bindgen!({
         inline: "
@@ -59,6 +67,7 @@ mod spin3 {
 }
 
 use draft::wasi::config::store as store_draft;
+use draft_2024::wasi::config::store as store_draft_2024;
 use rc1::wasi::config::store as store_rc1;
 use spin2::fermyon::spin::variables as variables2;
 use spin3::spin::variables::variables as variables3;
@@ -140,6 +149,7 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
 ) -> wasmtime::Result<()> {
     store_rc1::add_to_linker::<T, HasConfig>(linker, view)?;
     store_draft::add_to_linker::<T, HasConfig>(linker, view)?;
+    store_draft_2024::add_to_linker::<T, HasConfig>(linker, view)?;
     variables2::add_to_linker::<T, HasConfig>(linker, view)?;
     if p3 {
         variables3::add_to_linker::<T, HasConfig>(linker, view)?;
@@ -163,6 +173,21 @@ impl store_draft::Host for ConfigView<'_> {
     }
 
     fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, store_draft::Error>> {
+        Ok(Ok(self.settings.entries.clone()))
+    }
+}
+
+impl store_draft_2024::Host for ConfigView<'_> {
+    fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, store_draft_2024::Error>> {
+        Ok(Ok(self.settings.get(&key).map(str::to_string)))
+    }
+
+    fn get_all(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<(String, String)>, store_draft_2024::Error>> {
         Ok(Ok(self.settings.entries.clone()))
     }
 }
