@@ -17,7 +17,7 @@ WASMTIME = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/wasmtime_cl
 
 SHELL := /bin/bash
 
-.PHONY: bench-instructions fleet fleet-redis fleet-down fleet-upgrade run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
+.PHONY: bench-instructions fleet fleet-redis fleet-traces fleet-viewer fleet-down fleet-upgrade run-p3 system-deps docker-build docker-run docker-stop docker-rebuild docker-clean fuzz cargo-fuzz build guest host run stop rebuild serve test bench lint clean wasm-target wasmtime-cli bench-deps
 
 build: guest host ## guest component + host binary, release
 
@@ -123,8 +123,14 @@ fleet: ## start the fleet: HAProxy on 127.0.0.1:5000, replicas 1-3 behind it
 fleet-redis: ## the same fleet, sharing one wasi:keyvalue store in Redis (compose.redis.yaml)
 	$(COMPOSE) -f compose.yaml -f compose.redis.yaml up -d --build
 
-fleet-down: ## stop and remove the fleet (with its Redis, if started)
-	$(COMPOSE) -f compose.yaml -f compose.redis.yaml down -v
+fleet-traces: ## the same fleet, its traces sent to a collector (compose.traces.yaml)
+	$(COMPOSE) -f compose.yaml -f compose.traces.yaml up -d --build
+
+fleet-viewer: ## the traced fleet, and a trace viewer on http://127.0.0.1:3000 (compose.viewer.yaml; builds for minutes)
+	$(COMPOSE) -f compose.yaml -f compose.traces.yaml -f compose.viewer.yaml up -d --build
+
+fleet-down: ## stop and remove the fleet (with its Redis, collector and viewer, if started)
+	$(COMPOSE) -f compose.yaml -f compose.redis.yaml -f compose.traces.yaml -f compose.viewer.yaml down -v
 
 fleet-upgrade: ## put COMPONENT=... on every replica, one at a time (REPLACE=1: replace the containers)
 	@test -n "$(COMPONENT)" || { echo "usage: make fleet-upgrade COMPONENT=path/to/new.wasm [REPLACE=1]"; exit 2; }

@@ -24,6 +24,14 @@ def wasmtime_cli() -> Path:
     return found[0]
 
 
+def rotel() -> Path:
+    """rotel-agent, the OpenTelemetry collector the trace benchmark exports to."""
+    found = sorted(VENV.glob("lib/python3*/site-packages/rotel/rotel-agent"))
+    if not found:
+        sys.exit("rotel is missing: run `make bench`, which installs it into .venv")
+    return found[0]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

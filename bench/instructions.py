@@ -6,6 +6,8 @@ input give the same total whatever else the machine does).
     bench/instructions.py [--quick]            the table, every server
     bench/instructions.py --ab OLD NEW [--guest G] [--path P] [-- extra flags]
                                                one change judged: OLD vs NEW host
+    bench/instructions.py --traces             what tracing costs: off, every
+                                               request sampled, 1% sampled
 
 Method (shared/BENCHMARKS.md): the server under callgrind (this host with
 --workers 1), one keep-alive connection, 300 requests of warm-up,
@@ -84,8 +86,11 @@ def total(dump: Path) -> int:
     raise SystemExit(f"no total in {dump}")
 
 
-def per_request(server: Server, path: str, h2: bool, extra_env: dict | None = None) -> float:
-    """Instructions per request of `server` on `path`."""
+def per_request(server: Server, path: str, h2: bool, extra_env: dict | None = None,
+                settle: float = 0.0) -> float:
+    """Instructions per request of `server` on `path`; `settle` seconds
+    before the count ends (for the work a request leaves behind, as spans
+    exported in batches)."""
     port = bench.free_port()
     with tempfile.TemporaryDirectory() as out:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", *server.command(port)]
@@ -102,6 +107,7 @@ def per_request(server: Server, path: str, h2: bool, extra_env: dict | None = No
             send(port, path, WARM_UP)
             subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
             send(port, path, COUNTED)
+            time.sleep(settle)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
             dumps = sorted(Path(out).glob(f"cg.{proc.pid}.*"), key=lambda p: p.stat().st_mtime)
             if not dumps:
@@ -179,18 +185,65 @@ def ab(old: Path, new: Path, guest: Path, path: str, flags: list[str]) -> None:
     print(f"new/old: {counts['new'] / counts['old']:.4f}x ({counts['new'] - counts['old']:+,.0f})")
 
 
+def traces_table() -> tuple[list[str], dict[str, float]]:
+    """Instructions per request of GET /home (0.2 guest, --workers 1) with
+    tracing off, on with every request sampled and exported, and on at 1%
+    (a ratio sampler: no request carries a trace here), exported over
+    http/protobuf to a real collector (rotel, discarding what it takes) on
+    loopback. The exporter's threads are the host's: their work is counted.
+    Every mode settles 1 s before its count ends, so that the spans of the
+    counted requests are exported within it."""
+    port, grpc = bench.free_port(), bench.free_port()
+    collector = subprocess.Popen([str(bench.rotel()), "start", "--exporter", "blackhole",
+                                  "--otlp-http-endpoint", f"127.0.0.1:{port}",
+                                  "--otlp-grpc-endpoint", f"127.0.0.1:{grpc}"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise SystemExit("the collector (rotel) never listened")
+                time.sleep(0.2)
+        on = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        modes = [
+            ("tracing off", {}),
+            ("every request sampled and exported", on),
+            ("1% sampled", {**on, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                            "OTEL_TRACES_SAMPLER_ARG": "0.01"}),
+        ]
+        lines = ["| tracing | /home HTTP/1.1 | vs off |", "| --- | ---: | ---: |"]
+        for line in lines:
+            print(line, flush=True)
+        figures: dict[str, float] = {}
+        for name, env in modes:
+            figures[name] = value = per_request(host(bench.HOST, bench.GUEST), "/home", False, env, settle=1.0)
+            lines.append(f"| {name} | {value:,.0f} | {value / figures['tracing off']:.3f}x |")
+            print(lines[-1], flush=True)
+        return lines, figures
+    finally:
+        collector.terminate()
+        collector.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ab", nargs=2, metavar=("OLD", "NEW"), type=Path)
     parser.add_argument("--guest", type=Path, default=bench.GUEST)
     parser.add_argument("--path", default="/home")
     parser.add_argument("--quick", action="store_true", help="/home only")
+    parser.add_argument("--traces", action="store_true", help="what tracing costs")
     parser.add_argument("flags", nargs="*", help="host flags for --ab")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is missing: apt-get install valgrind")
     if args.ab:
         ab(*args.ab, args.guest, args.path, args.flags)
+    elif args.traces:
+        traces_table()
     else:
         table(["/home"] if args.quick else ["/home", "/heartbeat"])
 

@@ -15,7 +15,9 @@ and many streams on few connections. Prints the tables, writes them to
 bench/results.md, and draws bench/results.png.
 
 Last, instructions per request under callgrind for every server (the
-figure that does not move with the machine: bench/instructions.py).
+figure that does not move with the machine: bench/instructions.py), and what
+tracing costs this host (off, every request sampled and exported to a real
+collector, 1% sampled).
 
 Settings (environment): BENCH_DURATION seconds per run (3), BENCH_RUNS runs per
 cell (3), BENCH_CONNECTIONS (1,32,256,1024), BENCH_COLD_STARTS (10),
@@ -440,9 +442,12 @@ class Growth:
 @dataclass
 class Instructions:
     """Instructions per request (bench/instructions.py): its table's lines and
-    its figures by server and cell."""
+    its figures by server and cell, and the tracing table's lines and figures
+    by mode."""
     lines: list
     figures: dict
+    traces_lines: list = field(default_factory=list)
+    traces: dict = field(default_factory=dict)
 
 
 def report(all_results: dict[str, Result], growth: Growth, counted: Instructions,
@@ -464,6 +469,14 @@ def report(all_results: dict[str, Result], growth: Growth, counted: Instructions
         "`bench/instructions.py`). This host with `--workers 1` unless said; h2c from h2load, one connection.",
         "",
         *counted.lines,
+        "",
+        "## What tracing costs",
+        "",
+        "The same count, this host with the 0.2 guest and `--workers 1`, exporting over OTLP http/protobuf to a "
+        "real collector (rotel) on loopback, the exporter's threads counted; 1 s of settling before each count "
+        "ends (`bench/instructions.py --traces`).",
+        "",
+        *counted.traces_lines,
         "",
         "## Throughput and latency",
         "",
@@ -568,6 +581,10 @@ def targets(r: dict[str, Result], growth: Growth, counted: Instructions) -> list
     checks = [
         ("instructions per request, 0.2 guest ≤ 48,000",
          counts["replica-host, 0.2 guest, --workers 1"][home], -48000.0, ""),
+        ("tracing, every request sampled: instructions per request ≤ 1.15x off",
+         counted.traces["every request sampled and exported"] / counted.traces["tracing off"], -1.15, "x"),
+        ("tracing, 1% sampled: instructions per request ≤ 1.02x off",
+         counted.traces["1% sampled"] / counted.traces["tracing off"], -1.02, "x"),
         ("instructions per request, 0.3 guest ≤ 0.9x wasmtime serve's, the same timeout (ratio ≤ 0.9)",
          counts["replica-host, 0.3 guest, --workers 1"][home]
          / counts["wasmtime serve, 0.3 guest, -Wtimeout=10s"][home], -0.9, "x"),
@@ -644,6 +661,8 @@ def main() -> None:
     print("instructions per request (callgrind)", flush=True)
     import instructions
     counted = Instructions(*instructions.table(["/home", "/heartbeat"]))
+    print("what tracing costs (callgrind)", flush=True)
+    counted.traces_lines, counted.traces = instructions.traces_table()
     text = report(results, growth, counted, started)
     out = ROOT / "bench/results.md"
     out.write_text(text)

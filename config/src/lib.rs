@@ -99,6 +99,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// The service name traces give when none is: neither `OTEL_SERVICE_NAME`,
+/// `--service-name` nor `service.name` in `OTEL_RESOURCE_ATTRIBUTES`.
+pub const DEFAULT_SERVICE_NAME: &str = "replica";
+
 /// Serving: the flags of `replica-host [COMPONENT]`. An on/off flag's
 /// environment variable takes 1/0, true/false, yes/no or on/off.
 #[derive(Parser, Debug)]
@@ -167,6 +171,28 @@ pub struct Config {
     /// the same as adding `access=info` to RUST_LOG.
     #[arg(long, env = "REPLICA_ACCESS_LOG", value_parser = BoolishValueParser::new())]
     pub access_log: bool,
+
+    /// Export traces over OTLP to this collector (http://HOST:4318 for
+    /// http/protobuf, http://HOST:4317 for grpc); off unless this or
+    /// --otlp-traces-endpoint is given. The other OTEL_* variables (headers,
+    /// timeout, sampler, resource attributes, batching) are read as the
+    /// OpenTelemetry SDK reads them; OTEL_SDK_DISABLED=true turns it all off.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Where traces go, over the endpoint for every signal: the full URL
+    /// (for http/protobuf, with its /v1/traces path).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_name = "URL")]
+    pub otlp_traces_endpoint: Option<String>,
+
+    /// How traces are sent: http/protobuf or grpc
+    /// (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL wins over this).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_name = "PROTOCOL", default_value = "http/protobuf", value_parser = ["http/protobuf", "grpc"])]
+    pub otlp_protocol: String,
+
+    /// The service the traces name (the resource's service.name).
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = DEFAULT_SERVICE_NAME, value_name = "NAME")]
+    pub service_name: String,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
     #[arg(long, env = "REPLICA_METRICS_ADDR", value_name = "ADDR")]

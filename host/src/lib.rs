@@ -7,7 +7,10 @@
 //! - `ops/`: hot swap (`reload`) and the subcommands;
 //! - `serve/`: the network side: workers, sockets, connections, requests;
 //! - `guest/`: the guest side: components, instances, what they may use;
-//! - `telemetry/`: logs, request spans, metrics.
+//! - `telemetry/`: logs, request spans, metrics, traces.
+//!
+//! Beside them, `side_runtime` (a runtime on a thread of its own) imports
+//! nothing of the host's.
 //!
 //! `run` wires them from the configuration; `docs/architecture.md` follows
 //! one request through them.
@@ -15,6 +18,7 @@
 mod guest;
 mod ops;
 mod serve;
+mod side_runtime;
 mod telemetry;
 
 pub use ops::commands;
@@ -37,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use telemetry::logging::announce;
 use telemetry::metrics::Metrics;
+use telemetry::traces::Traces;
 
 /// How often `--watch` looks at the component file.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -58,7 +63,13 @@ pub fn run(config: Config) -> Result<()> {
         config.component.display(),
         linked.world()
     );
-    let guests = Arc::new(Guests::new(linked, sandbox, &config, metrics.clone()));
+    let traces = Traces::from_config(&config, metrics.clone(), &digest)?;
+    let guests = Arc::new(Guests::new(
+        (linked, digest),
+        sandbox,
+        &config,
+        metrics.clone(),
+    ));
     let reloader = Arc::new(Reloader::new(
         engines,
         source,
@@ -76,7 +87,7 @@ pub fn run(config: Config) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    control.block_on(async {
+    let served = control.block_on(async {
         // Before listening, so that a SIGHUP or SIGTERM sent once the server
         // is up never kills the process outright.
         reloader.reload_on_sighup()?;
@@ -134,7 +145,10 @@ pub fn run(config: Config) -> Result<()> {
             tracing::info!("drained; exiting");
         }
         Ok(())
-    })
+    });
+    // What the exporter still holds goes before the process does.
+    traces.shutdown();
+    served
 }
 
 /// Lifts the soft limit on open files to the hard one: every idle keep-alive

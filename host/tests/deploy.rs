@@ -55,6 +55,8 @@ fn the_dockerfiles_pass_hadolint() {
         "Dockerfile",
         "deploy/haproxy/Dockerfile",
         "deploy/redis/Dockerfile",
+        "deploy/collector/Dockerfile",
+        "deploy/viewer/Dockerfile",
     ] {
         let out = venv_tool("hadolint", &[file]);
         assert!(out.status.success(), "hadolint {file}: {}", text(&out));
@@ -121,6 +123,9 @@ fn the_compose_file_is_valid() {
     assert!(out.status.success(), "{}", text(&out));
     // The Redis overlay, on top of it.
     let out = config_of(&["compose.yaml", "compose.redis.yaml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The traces' collector and viewer, on top of it.
+    let out = config_of(&["compose.yaml", "compose.traces.yaml", "compose.viewer.yaml"]);
     assert!(out.status.success(), "{}", text(&out));
     let broken = scratch(
         "compose.yaml",

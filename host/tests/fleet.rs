@@ -1,5 +1,8 @@
-//! A fleet: three replicas behind HAProxy, sharing a Redis (`compose.yaml`
-//! and `compose.redis.yaml`), under a constant, bounded load through the load
+//! A fleet: three replicas behind HAProxy, sharing a Redis and sending their
+//! traces to a collector (`compose.yaml`, `compose.redis.yaml` and
+//! `compose.traces.yaml`): a `traceparent` sent to HAProxy reaches a
+//! replica, whose span the collector receives in that trace. Then, under a
+//! constant, bounded load through the load
 //! balancer (8 clients, at most 20,000 requests a phase): a rolling upgrade
 //! by hot swap, another by container replacement, a replica killed (SIGKILL)
 //! and started again, a replica stopped (drained). No request may fail.
@@ -10,7 +13,8 @@
 mod common;
 
 use common::docker::{
-    IMAGE, LB_IMAGE, REDIS_IMAGE, docker, docker_ok, image, lb_image, redis_image, succeeded, text,
+    COLLECTOR_IMAGE, IMAGE, LB_IMAGE, REDIS_IMAGE, collector_image, docker, docker_ok, image,
+    lb_image, redis_image, succeeded, text,
 };
 use common::needs::{Test, Tool};
 use common::{eventually, faulty_guest, replica_guest, stateful_guest, workspace};
@@ -47,8 +51,8 @@ struct Fleet {
 
 impl Fleet {
     fn up() -> Fleet {
-        let images = (image(), lb_image(), redis_image());
-        assert_eq!(images, (IMAGE, LB_IMAGE, REDIS_IMAGE));
+        let images = (image(), lb_image(), redis_image(), collector_image());
+        assert_eq!(images, (IMAGE, LB_IMAGE, REDIS_IMAGE, COLLECTOR_IMAGE));
         let fleet = Fleet {
             project: format!("replicafleet{}", std::process::id()),
         };
@@ -80,6 +84,8 @@ impl Fleet {
                 "compose.yaml",
                 "-f",
                 "compose.redis.yaml",
+                "-f",
+                "compose.traces.yaml",
             ]
             .map(String::from),
         );
@@ -108,6 +114,7 @@ impl Fleet {
             ("REPLICA_IMAGE".to_string(), IMAGE.to_string()),
             ("LB_IMAGE".to_string(), LB_IMAGE.to_string()),
             ("REDIS_IMAGE".to_string(), REDIS_IMAGE.to_string()),
+            ("COLLECTOR_IMAGE".to_string(), COLLECTOR_IMAGE.to_string()),
             ("LB_PORT".to_string(), LB_PORT.to_string()),
         ];
         for (i, port) in REPLICA_PORTS.iter().enumerate() {
@@ -162,6 +169,42 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "-v", "-t", "2"]);
     }
+}
+
+/// A client's `traceparent`, sent to HAProxy: the replica that answers
+/// joins the trace, and the collector receives its span, under the client's.
+fn a_trace_sent_to_the_load_balancer_reaches_a_replica(fleet: &Fleet) {
+    let trace_id = format!("{:08x}0000000000000000000000fe", std::process::id());
+    let parent = "00000000000000fe";
+    let req = ureq::http::Request::builder()
+        .uri(lb_url())
+        .header("traceparent", format!("00-{trace_id}-{parent}-01"))
+        .body(())
+        .expect("a request");
+    let reply = common::client().run(req).expect("an answer");
+    assert_eq!(reply.status().as_u16(), 200);
+    let mut found = None;
+    let arrived = eventually(Duration::from_secs(30), || {
+        found = common::collector::parse(&fleet.logs("collector"))
+            .into_iter()
+            .find(|span| span.trace_id == trace_id && span.kind == "SERVER");
+        found.is_some()
+    });
+    assert!(
+        arrived,
+        "no span of the trace:\n{}",
+        fleet.logs("collector")
+    );
+    let span = found.expect("found");
+    assert_eq!(span.parent_id, parent);
+    assert_eq!(span.name, "GET /home");
+    let replica = span
+        .resource
+        .get("service.instance.id")
+        .cloned()
+        .unwrap_or_default();
+    assert!(["1", "2", "3"].contains(&replica.as_str()), "{span:#?}");
+    println!("a traceparent sent to HAProxy: replica {replica}'s span joined the trace");
 }
 
 fn lb_url() -> String {
@@ -261,6 +304,7 @@ fn replica_home(id: usize) -> String {
 
 fn a_fleet_behind_haproxy_upgrades_and_loses_replicas_without_failing_a_request() {
     let fleet = Fleet::up();
+    a_trace_sent_to_the_load_balancer_reaches_a_replica(&fleet);
 
     // A rolling upgrade by hot swap: the component into each replica's
     // volume, SIGHUP, one replica at a time.

@@ -33,6 +33,8 @@ use std::time::Duration;
 struct Generation {
     number: u64,
     linked: Linked,
+    /// The component's SHA-256, as its requests' trace spans name it.
+    digest: Arc<str>,
 }
 
 /// The component being served, shared by every worker.
@@ -52,12 +54,21 @@ struct Settings {
 }
 
 impl Guests {
-    pub(crate) fn new(linked: Linked, sandbox: Sandbox, config: &Config, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        (linked, digest): (Linked, String),
+        sandbox: Sandbox,
+        config: &Config,
+        metrics: Metrics,
+    ) -> Self {
         if linked.imports_store() {
             sandbox.announce_store();
         }
         Self {
-            current: ArcSwap::from_pointee(Generation { number: 0, linked }),
+            current: ArcSwap::from_pointee(Generation {
+                number: 0,
+                linked,
+                digest: digest.into(),
+            }),
             number: AtomicU64::new(0),
             settings: Settings {
                 sandbox: Arc::new(sandbox),
@@ -68,14 +79,19 @@ impl Guests {
         }
     }
 
-    /// Serves `linked` from now on; returns its generation number and world.
-    pub(crate) fn replace(&self, linked: Linked) -> (u64, World) {
+    /// Serves `linked` (whose SHA-256 is `digest`) from now on; returns its
+    /// generation number and world.
+    pub(crate) fn replace(&self, linked: Linked, digest: &str) -> (u64, World) {
         let world = linked.world();
         if linked.imports_store() {
             self.settings.sandbox.announce_store();
         }
         let number = self.current.load().number + 1;
-        self.current.store(Arc::new(Generation { number, linked }));
+        self.current.store(Arc::new(Generation {
+            number,
+            linked,
+            digest: digest.into(),
+        }));
         self.number.store(number, Ordering::Release);
         (number, world)
     }
@@ -89,6 +105,7 @@ impl Guests {
         let generation = self.current.load_full();
         Local {
             number: generation.number,
+            digest: generation.digest.clone(),
             served: self.settings.serve(generation.linked.clone()),
         }
     }
@@ -103,6 +120,7 @@ pub(crate) struct LocalGuests {
 
 struct Local {
     number: u64,
+    digest: Arc<str>,
     served: Served,
 }
 
@@ -140,6 +158,13 @@ impl LocalGuests {
                 Either::Right(Box::pin(async move { service.respond(req, slot).await }))
             }
         }
+    }
+
+    /// The generation serving the next request, and its component's
+    /// SHA-256 (for its trace span).
+    pub(crate) fn serving(&self) -> (u64, Arc<str>) {
+        let local = self.current();
+        (local.number, local.digest.clone())
     }
 
     /// This worker's instances of the current generation, made anew if it

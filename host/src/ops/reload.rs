@@ -52,7 +52,7 @@ impl Reloader {
         let shown = self.source.path.display();
         match loaded {
             Ok(Ok((linked, digest))) => {
-                let (generation, world) = self.guests.replace(linked);
+                let (generation, world) = self.guests.replace(linked, &digest);
                 self.metrics.reloaded("ok");
                 tracing::info!(
                     "{why}: reloaded {shown} (generation {generation}, {world}, sha256 {digest})"

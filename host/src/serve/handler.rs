@@ -8,9 +8,11 @@ use crate::guest::results::slot::Slots;
 use crate::guest::serving::LocalGuests;
 use crate::serve::authority::{self, Fallback};
 use crate::serve::response;
+use crate::serve::server::Conn;
 use crate::serve::upload::{Floor, Upload};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::span::{self, InRequest, RequestSpan};
+use crate::telemetry::traces::{self, Asker};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
@@ -54,9 +56,10 @@ impl From<&Config> for RequestLimits {
 }
 
 /// What a request came to when it was handled: a refusal, or a guest's call
-/// under way.
+/// under way. Kept by the request's future until it is answered: a refusal
+/// is rare and boxed, so the future is sized for the guest's call.
 enum Started<F> {
-    Answered(Response<ReplyBody>),
+    Answered(Box<Response<ReplyBody>>),
     Guest(F, Asked),
 }
 
@@ -131,23 +134,34 @@ impl Handler {
     pub(crate) fn handle(
         self: &Arc<Self>,
         req: Request<Incoming>,
-        local: SocketAddr,
+        conn: Conn,
     ) -> impl Future<Output = Result<Response<ReplyBody>, Infallible>> + Send + 'static + use<>
     {
         let id = self.ids.next();
-        let request = RequestSpan::new(id, req.method().clone(), req.uri().clone());
+        let trace = if traces::is_on() {
+            self.server_span(&req, conn)
+        } else {
+            None
+        };
+        let request = RequestSpan::new(id, req.method().clone(), req.uri().clone(), trace);
         // Timed only when someone looks: the access log or the metrics.
         let timed =
             self.metrics.is_on() || tracing::enabled!(target: "access", tracing::Level::INFO);
         let start = timed.then(Instant::now);
-        let started = span::within(&request, || self.start(req, local));
+        let started = span::within(&request, || self.start(req, conn.local));
         let handler = self.clone();
         let span = request.clone();
         InRequest::new(Some(request), async move {
-            let response = match started {
-                Started::Answered(response) => response,
+            let mut response = match started {
+                Started::Answered(response) => *response,
                 Started::Guest(call, asked) => handler.finish(call.await, asked),
             };
+            span.answered(response.status().as_u16());
+            if span.is_traced() {
+                // The request's span lasts as long as its response's body.
+                let traced = span.clone();
+                response = response.map(|body| body.traced(traced));
+            }
             if let Some(start) = start {
                 let (status, latency) = (response.status().as_u16(), start.elapsed());
                 span::log(|| {
@@ -163,6 +177,22 @@ impl Handler {
         })
     }
 
+    /// The SERVER span of `req`, in its caller's trace.
+    fn server_span(&self, req: &Request<Incoming>, conn: Conn) -> Option<opentelemetry::Context> {
+        let (generation, component) = self.guests.serving();
+        traces::server(&Asker {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            version: req.version(),
+            headers: req.headers(),
+            local: conn.local,
+            peer: conn.peer,
+            tls: conn.tls,
+            component: &component,
+            generation,
+        })
+    }
+
     /// A refusal, or the guest's call started, in a place under
     /// `--max-concurrency` (and an upload place while its body is still
     /// arriving), or a 503 without one.
@@ -174,7 +204,7 @@ impl Handler {
         if let Some(Refusal { label, why, answer }) = self.refusal(&mut req, local) {
             span::log(|| tracing::warn!("request refused: {why}"));
             self.metrics.rejected(label);
-            return Started::Answered(answer);
+            return Started::Answered(Box::new(answer));
         }
         let version = req.version();
         let head = req.method() == Method::HEAD;
@@ -206,7 +236,7 @@ impl Handler {
             let mut busy = json_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
             busy.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return Started::Answered(busy);
+            return Started::Answered(Box::new(busy));
         };
         let asked = Asked { cut, head, version };
         Started::Guest(self.guests.call(req, slot), asked)
@@ -218,11 +248,13 @@ impl Handler {
     fn cut_short(&self, why: Why, version: Version) -> Response<ReplyBody> {
         match why {
             Why::TooLarge => {
+                span::failed("body_too_large");
                 span::log(|| tracing::warn!("request body over --max-body-bytes: answering 413"));
                 self.metrics.rejected("body");
                 too_large()
             }
             Why::TooSlow => {
+                span::failed("body_too_slow");
                 span::log(|| {
                     tracing::warn!("request body slower than --min-body-rate: answering 408")
                 });
@@ -242,6 +274,7 @@ impl Handler {
         let mut response = match answer {
             Ok(response) => response,
             Err(Failure::Timeout) => {
+                span::failed("timeout");
                 return json_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
             }
             Err(Failure::Internal) => {
@@ -249,6 +282,7 @@ impl Handler {
             }
         };
         if let Some(status) = response::not_final(&response) {
+            span::failed("invalid_status");
             span::log(|| {
                 tracing::error!(
                     "guest answered {status}, which is not a final status: answering 502"

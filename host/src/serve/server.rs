@@ -21,8 +21,17 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
+/// A connection, as the service made for it knows it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conn {
+    /// The address it came in on.
+    pub(crate) local: SocketAddr,
+    pub(crate) peer: SocketAddr,
+    pub(crate) tls: bool,
+}
+
 /// Serves `listener` with the service `serving` makes for each connection
-/// (from the local address it came in on), over TLS when `tls` is given, until
+/// ([`Conn`]), over TLS when `tls` is given, until
 /// `stop` says to drain; then refuses new connections, serves those the
 /// kernel had already taken (see listeners.rs), closes the socket, and lets
 /// in-flight requests finish for up to the grace period, or until `stop` says
@@ -35,7 +44,7 @@ pub(crate) async fn serve<M, S, B>(
     stop: Stop,
 ) -> bool
 where
-    M: Fn(SocketAddr) -> S,
+    M: Fn(Conn) -> S,
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Send
         + Sync
@@ -53,8 +62,12 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
-        let local = stream.local_addr().unwrap_or(peer);
-        let service = serving(local);
+        let conn = Conn {
+            local: stream.local_addr().unwrap_or(peer),
+            peer,
+            tls: tls.is_some(),
+        };
+        let service = serving(conn);
         let builders = builders.clone();
         let idle = settings.header_read_timeout;
         let write_timeout = settings.write_timeout;

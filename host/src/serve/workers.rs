@@ -82,9 +82,9 @@ async fn work(listener: std::net::TcpListener, ids: Ids, shared: Shared) -> bool
         handler.clone(),
         shared.guests.idle_timeout(),
     ));
-    let serving = |local| {
+    let serving = |conn| {
         let handler = handler.clone();
-        service_fn(move |req| handler.handle(req, local))
+        service_fn(move |req| handler.handle(req, conn))
     };
     let drained = server::serve(listener, serving, shared.settings, shared.tls, shared.stop).await;
     sweeper.abort();

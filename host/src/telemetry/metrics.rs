@@ -66,6 +66,7 @@ struct Registered {
     rejections: Family<ReasonLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     keyvalue: Family<StoreLabels, Counter>,
+    spans_dropped: Counter,
 }
 
 impl Metrics {
@@ -125,8 +126,14 @@ impl Metrics {
         let keyvalue = Family::<StoreLabels, Counter>::default();
         registry.register(
             "keyvalue_operations",
-            "wasi:keyvalue calls that reached the store, by operation and outcome (ok, error)",
+            "Key-value calls (wasi:keyvalue, Spin) that reached the store, by operation and outcome (ok, error)",
             keyvalue.clone(),
+        );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "spans_dropped",
+            "Trace spans not exported: over the export queue's bound, or in a batch the collector did not take",
+            spans_dropped.clone(),
         );
         Self(Some(Arc::new(Registered {
             registry,
@@ -141,6 +148,7 @@ impl Metrics {
             rejections,
             reloads,
             keyvalue,
+            spans_dropped,
         })))
     }
 
@@ -214,6 +222,13 @@ impl Metrics {
             m.keyvalue
                 .get_or_create(&StoreLabels { operation, outcome })
                 .inc();
+        }
+    }
+
+    /// A trace span that was not exported.
+    pub(crate) fn span_dropped(&self) {
+        if let Some(m) = &self.0 {
+            m.spans_dropped.inc();
         }
     }
 

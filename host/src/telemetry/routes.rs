@@ -1,4 +1,5 @@
-//! The `route` label of the request metrics.
+//! The `route` label of the request metrics, and the `http.route` of the
+//! trace spans.
 
 use std::sync::Arc;
 
@@ -19,11 +20,12 @@ impl Routes {
     }
 
     pub(crate) fn label(&self, path: &str) -> Arc<str> {
-        self.listed
-            .iter()
-            .find(|listed| listed.as_ref() == path)
-            .unwrap_or(&self.other)
-            .clone()
+        self.route(path).unwrap_or(&self.other).clone()
+    }
+
+    /// `path`, if it is one of the listed routes.
+    pub(crate) fn route(&self, path: &str) -> Option<&Arc<str>> {
+        self.listed.iter().find(|listed| listed.as_ref() == path)
     }
 }
 

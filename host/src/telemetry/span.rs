@@ -1,5 +1,7 @@
 //! Each request's `tracing` span (`request{id method path}`), which every log
-//! line about the request is written in, so that none repeats those fields.
+//! line about the request is written in, so that none repeats those fields,
+//! and its OpenTelemetry span when tracing is on (`traces/`), under which
+//! what runs for the request makes its own ([`child`]).
 //!
 //! The span is made only when the first such line is: a span made for every
 //! request cost 2.6% of the default mode's requests/s (A/B, `bench/ab.py`),
@@ -7,46 +9,133 @@
 //! is this thread's current one ([`InRequest`]), so that a line written deep
 //! inside the guest's call (its stdout, say) lands in it too ([`log`]).
 
+use crate::telemetry::traces;
 use hyper::{Method, Uri};
+use opentelemetry::Context as TraceContext;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use tracing::Span;
 
-/// Who a request is, and its span once made.
+/// Who a request is, its log span once made, and its trace span (the
+/// OpenTelemetry SERVER span) if tracing is on: it ends when the last of the
+/// request's tasks and its response's body let go of this.
 pub(crate) struct RequestSpan {
     id: u64,
     method: Method,
     uri: Uri,
     span: OnceLock<Span>,
+    trace: Option<Traced>,
+}
+
+/// A request's trace span, and how the request came out, for its end.
+struct Traced {
+    cx: TraceContext,
+    /// The status answered, 0 until then.
+    status: AtomicU16,
+    /// How the request failed, the first failure found.
+    failure: OnceLock<&'static str>,
 }
 
 impl RequestSpan {
-    pub(crate) fn new(id: u64, method: Method, uri: Uri) -> Arc<Self> {
+    pub(crate) fn new(id: u64, method: Method, uri: Uri, trace: Option<TraceContext>) -> Arc<Self> {
         Arc::new(Self {
             id,
             method,
             uri,
             span: OnceLock::new(),
+            trace: trace.map(|cx| Traced {
+                cx,
+                status: AtomicU16::new(0),
+                failure: OnceLock::new(),
+            }),
         })
+    }
+
+    /// The request's trace span, if it has one.
+    pub(crate) fn trace(&self) -> Option<&TraceContext> {
+        self.trace.as_ref().map(|traced| &traced.cx)
+    }
+
+    /// Whether the request has a trace span.
+    pub(crate) fn is_traced(&self) -> bool {
+        self.trace.is_some()
     }
 
     pub(crate) fn path(&self) -> &str {
         self.uri.path()
     }
 
+    /// The request was answered `status`.
+    pub(crate) fn answered(&self, status: u16) {
+        if let Some(traced) = &self.trace {
+            traced.status.store(status, Ordering::Relaxed);
+        }
+    }
+
+    /// The request failed, `kind` saying how (`trap`, `timeout`,
+    /// `body_too_large`, `response_cut`, ...): its trace span says so.
+    pub(crate) fn failed(&self, kind: &'static str) {
+        if let Some(traced) = &self.trace {
+            let _ = traced.failure.set(kind);
+        }
+    }
+
     fn span(&self) -> &Span {
-        self.span.get_or_init(|| {
-            tracing::info_span!(
+        self.span.get_or_init(|| match &self.trace {
+            // Each line of a traced request names its trace and span.
+            Some(traced) => {
+                let (trace_id, span_id) = traces::ids(&traced.cx);
+                tracing::info_span!(
+                    "request",
+                    id = self.id,
+                    method = %self.method,
+                    path = self.uri.path(),
+                    trace_id,
+                    span_id,
+                )
+            }
+            None => tracing::info_span!(
                 "request",
                 id = self.id,
                 method = %self.method,
                 path = self.uri.path(),
-            )
+            ),
         })
     }
+}
+
+impl Drop for RequestSpan {
+    fn drop(&mut self) {
+        if let Some(traced) = &self.trace {
+            let status = traced.status.load(Ordering::Relaxed);
+            traces::end(&traced.cx, status, traced.failure.get().copied());
+        }
+    }
+}
+
+/// The trace span of the request being served on this thread, if tracing is
+/// on and there is one: the parent of what runs for it.
+pub(crate) fn trace() -> Option<TraceContext> {
+    if !traces::is_on() {
+        return None;
+    }
+    CURRENT.with(|current| current.borrow().as_ref()?.trace().cloned())
+}
+
+/// The request being served on this thread failed, `kind` saying how.
+pub(crate) fn failed(kind: &'static str) {
+    if !traces::is_on() {
+        return;
+    }
+    CURRENT.with(|current| {
+        if let Some(request) = current.borrow().as_ref() {
+            request.failed(kind);
+        }
+    });
 }
 
 thread_local! {

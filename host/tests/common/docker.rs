@@ -17,6 +17,9 @@ pub const LB_IMAGE: &str = "replica-test/lb:latest";
 /// The fleet's Redis image, as the tests build it.
 pub const REDIS_IMAGE: &str = "replica-test/redis:latest";
 
+/// The fleet's trace collector's image, as the tests build it.
+pub const COLLECTOR_IMAGE: &str = "replica-test/collector:latest";
+
 pub fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
@@ -110,25 +113,23 @@ pub fn image() -> &'static str {
 /// Builds the load balancer's image once per test binary.
 pub fn lb_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        build(
-            "deploy/haproxy",
-            LB_IMAGE,
-            &[("BASE_IMAGE", &bases().debian)],
-        )
-    });
-    LB_IMAGE
+    on_debian(&BUILT, "deploy/haproxy", LB_IMAGE)
 }
 
 /// Builds the fleet's Redis image once per test binary.
 pub fn redis_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        build(
-            "deploy/redis",
-            REDIS_IMAGE,
-            &[("BASE_IMAGE", &bases().debian)],
-        )
-    });
-    REDIS_IMAGE
+    on_debian(&BUILT, "deploy/redis", REDIS_IMAGE)
+}
+
+/// Builds the fleet's trace collector's image once per test binary.
+pub fn collector_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    on_debian(&BUILT, "deploy/collector", COLLECTOR_IMAGE)
+}
+
+/// Builds `dir`'s image as `tag` on the plain Debian base, once (`built`).
+fn on_debian(built: &OnceLock<()>, dir: &str, tag: &'static str) -> &'static str {
+    built.get_or_init(|| build(dir, tag, &[("BASE_IMAGE", &bases().debian)]));
+    tag
 }

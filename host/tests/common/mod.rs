@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod collector;
 pub mod docker;
 pub mod haproxy;
 pub mod needs;
@@ -548,16 +549,18 @@ pub fn wasmtime_cli() -> PathBuf {
     if let Some(path) = std::env::var_os("WASMTIME") {
         return path.into();
     }
+    venv_file("wasmtime_cli/wasmtime").unwrap_or_else(|| "wasmtime".into())
+}
+
+/// A file a PyPI package installed into the project's `.venv` (`PACKAGE/FILE`
+/// under its site-packages), if it is there.
+pub fn venv_file(path: &str) -> Option<PathBuf> {
     let venv = workspace().join(".venv").join("lib");
-    if let Ok(entries) = std::fs::read_dir(&venv) {
-        for entry in entries.flatten() {
-            let bin = entry.path().join("site-packages/wasmtime_cli/wasmtime");
-            if bin.is_file() {
-                return bin;
-            }
-        }
-    }
-    "wasmtime".into()
+    std::fs::read_dir(&venv)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path().join("site-packages").join(path))
+        .find(|file| file.is_file())
 }
 
 /// Reads one whole response with a chunked body (as the faulty guest sends)

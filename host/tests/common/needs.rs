@@ -1,5 +1,6 @@
 //! Tests that need a tool this machine may lack (a Docker engine, Compose,
-//! Chromium, curl, a Redis server, HAProxy, componentize-py) run under this harness, built on `libtest-mimic`, instead of
+//! Chromium, curl, a Redis server, HAProxy, componentize-py, an OpenTelemetry
+//! collector) run under this harness, built on `libtest-mimic`, instead of
 //! libtest's: libtest can only pass a test that returns early, so a missing
 //! tool would read as `ok`. Here a test whose tool is missing is reported as
 //! `ignored` and counted so by the runner's summary; the reason goes to
@@ -30,6 +31,9 @@ pub enum Tool {
     Haproxy,
     /// componentize-py in the project's `.venv` (`make test` installs it).
     ComponentizePy,
+    /// rotel, an OpenTelemetry collector, in the project's `.venv` (`make
+    /// test` installs it).
+    Rotel,
 }
 
 impl Tool {
@@ -42,6 +46,7 @@ impl Tool {
             Tool::Redis => "redis",
             Tool::Haproxy => "haproxy",
             Tool::ComponentizePy => "componentize-py",
+            Tool::Rotel => "rotel",
         }
     }
 
@@ -91,6 +96,13 @@ impl Tool {
                     succeeds(Command::new(super::componentize_py()).arg("--version"))
                 });
                 (!ok).then_some("no componentize-py in .venv (run the tests with `make test`)")
+            }
+            Tool::Rotel => {
+                static PROBE: OnceLock<bool> = OnceLock::new();
+                let ok = *PROBE.get_or_init(|| {
+                    succeeds(Command::new(super::collector::rotel()).arg("--help"))
+                });
+                (!ok).then_some("no rotel-agent in .venv (run the tests with `make test`)")
             }
         }
     }

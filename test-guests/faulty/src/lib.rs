@@ -65,7 +65,13 @@ impl Guest for Faulty {
             "/home" => respond(out, 200, b"faulty-home"),
             // Healthy for a load balancer, as the replica guest is.
             "/heartbeat" => respond(out, 200, b""),
-            "/fetch" => match fetch(query) {
+            "/fetch" => match fetch(query, None) {
+                Ok(body) => respond(out, 200, &body),
+                Err(why) => respond(out, 502, why.as_bytes()),
+            },
+            // As /fetch, with a `traceparent` of the guest's own, which the
+            // host must leave as it is.
+            "/fetch-in-own-trace" => match fetch(query, Some(OWN_TRACEPARENT)) {
                 Ok(body) => respond(out, 200, &body),
                 Err(why) => respond(out, 502, why.as_bytes()),
             },
@@ -192,13 +198,23 @@ impl Guest for Faulty {
     }
 }
 
-/// GETs `url` (http://host:port/path) through wasi:http/outgoing-handler.
-fn fetch(url: &str) -> Result<Vec<u8>, String> {
+/// The trace context `/fetch-in-own-trace` sends.
+const OWN_TRACEPARENT: &str = "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01";
+
+/// GETs `url` (http://host:port/path) through wasi:http/outgoing-handler,
+/// with `traceparent` if given.
+fn fetch(url: &str, traceparent: Option<&str>) -> Result<Vec<u8>, String> {
     use wasi::http::outgoing_handler;
     use wasi::http::types::{OutgoingRequest, Scheme};
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let request = OutgoingRequest::new(Fields::new());
+    let headers = Fields::new();
+    if let Some(traceparent) = traceparent {
+        headers
+            .append("traceparent", traceparent.as_bytes())
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    let request = OutgoingRequest::new(headers);
     request
         .set_scheme(Some(&Scheme::Http))
         .map_err(|()| "bad scheme")?;

@@ -17,12 +17,16 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+// `wit/deps` holds several versions of wasi:config and wasi:keyvalue (for
+// Spin's and wasmCloud's guests), so wit-bindgen names each package module
+// with its version; this guest imports rc.1 and 0.2.0-draft.
+
 use exports::wasi::http::incoming_handler::Guest;
-use wasi::config::store as config;
+use wasi::config0_2_0_rc_1::store as config;
 use wasi::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use wasi::keyvalue::{atomics, batch, store};
+use wasi::keyvalue0_2_0_draft::{atomics, batch, store};
 
 struct Stateful;
 

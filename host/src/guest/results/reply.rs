@@ -21,6 +21,8 @@
 use crate::guest::results::slot::Slot;
 use crate::guest::sandbox::cli::output::Output;
 use crate::guest::sandbox::health::Health;
+use crate::telemetry::span::RequestSpan;
+use crate::telemetry::traces::Child;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
@@ -42,6 +44,15 @@ pub(crate) enum ReplyBody {
     Checked(Checked),
     /// The host's own.
     Own(Full<Bytes>),
+    /// Either, with its request's trace span, which ends with it (boxed:
+    /// only traced requests pay for its size).
+    Traced(Box<TracedBody>),
+}
+
+/// A body, and the request whose trace span lasts until it is sent.
+pub(crate) struct TracedBody {
+    body: ReplyBody,
+    request: Arc<RequestSpan>,
 }
 
 impl ReplyBody {
@@ -69,6 +80,15 @@ impl ReplyBody {
         })
     }
 
+    /// This body, holding `request`'s trace span until it is sent, and
+    /// marking it failed if it is cut short.
+    pub(crate) fn traced(self, request: Arc<RequestSpan>) -> Self {
+        ReplyBody::Traced(Box::new(TracedBody {
+            body: self,
+            request,
+        }))
+    }
+
     /// This body, cut short as well if `cut` says its request's body was cut.
     pub(crate) fn whole(self, cut: Cut) -> Self {
         match self {
@@ -84,7 +104,7 @@ impl ReplyBody {
                 failing: false,
                 _held: None,
             }),
-            own @ ReplyBody::Own(_) => own,
+            other @ (ReplyBody::Own(_) | ReplyBody::Traced(_)) => other,
         }
     }
 }
@@ -103,6 +123,13 @@ impl Body for ReplyBody {
             ReplyBody::Own(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
+            ReplyBody::Traced(traced) => {
+                let frame = ready!(Pin::new(&mut traced.body).poll_frame(cx));
+                if let Some(Err(_)) = &frame {
+                    traced.request.failed("response_cut");
+                }
+                Poll::Ready(frame)
+            }
         }
     }
 
@@ -111,6 +138,7 @@ impl Body for ReplyBody {
             ReplyBody::Guest(body) => body.is_end_stream(),
             ReplyBody::Checked(checked) => checked.is_end_stream(),
             ReplyBody::Own(body) => body.is_end_stream(),
+            ReplyBody::Traced(traced) => traced.body.is_end_stream(),
         }
     }
 
@@ -119,6 +147,7 @@ impl Body for ReplyBody {
             ReplyBody::Guest(body) => body.size_hint(),
             ReplyBody::Checked(checked) => checked.body.size_hint(),
             ReplyBody::Own(body) => body.size_hint(),
+            ReplyBody::Traced(traced) => traced.body.size_hint(),
         }
     }
 }
@@ -172,11 +201,12 @@ impl Cut {
 }
 
 /// What a 0.3 response holds until its body has been sent: its request's
-/// place under `--max-concurrency`, and its instance's output, whose
-/// unterminated last line is logged then.
+/// place under `--max-concurrency`, its instance's output, whose
+/// unterminated last line is logged then, and the span of its guest's call.
 pub(crate) struct UntilSent {
     pub(crate) _slot: Slot,
     pub(crate) output: Option<Output>,
+    pub(crate) _span: Child,
 }
 
 impl Drop for UntilSent {

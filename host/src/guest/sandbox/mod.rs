@@ -24,6 +24,7 @@ use health::Health;
 use http::outbound::Outbound;
 use keyvalue::{KeyValue, KeyValueView};
 use memory::Budget;
+use opentelemetry::Context as TraceContext;
 use replica_config::Config;
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
@@ -109,6 +110,9 @@ pub(crate) struct Host {
     output: Output,
     /// Whether the request a 0.2 instance is serving is a HEAD.
     head: bool,
+    /// The trace span the instance's key-value calls go under (its guest's
+    /// call), when its request has one.
+    trace: Option<TraceContext>,
 }
 
 impl Host {
@@ -117,9 +121,18 @@ impl Host {
         self.head
     }
 
-    /// Says which request this (0.2) instance serves next.
-    pub(crate) fn serve_head(&mut self, head: bool) {
+    /// Says which request this (0.2) instance serves next: whether it is a
+    /// HEAD, and the trace span its calls go under.
+    pub(crate) fn serve(&mut self, head: bool, trace: Option<TraceContext>) {
         self.head = head;
+        self.trace_under(trace);
+    }
+
+    /// The trace span the instance's calls (key-value, outgoing HTTP) go
+    /// under from now on: none if `None`.
+    pub(crate) fn trace_under(&mut self, trace: Option<TraceContext>) {
+        self.outbound.trace_under(trace.clone());
+        self.trace = trace;
     }
 
     /// The instance's stdout and stderr.
@@ -156,6 +169,7 @@ impl Host {
                 &mut self.denied
             },
             store: &self.sandbox.keyvalue,
+            trace: self.trace.as_ref(),
         }
     }
 }
@@ -243,6 +257,7 @@ pub(crate) fn new_store(engine: &Engine, sandbox: &Arc<Sandbox>) -> Store<Host> 
         sandbox: sandbox.clone(),
         output,
         head: false,
+        trace: None,
     };
     let mut store = Store::new(engine, host);
     store.limiter(|host| host);

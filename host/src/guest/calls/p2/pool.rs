@@ -22,6 +22,10 @@
 use crate::guest::calls::reuse::Reuse;
 use crate::guest::sandbox::{self, Host, Sandbox};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::Child;
+use opentelemetry::Context as TraceContext;
+use opentelemetry::trace::SpanKind;
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use wasmtime::Store;
@@ -58,14 +62,16 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle instance that is still fresh, or a new one.
-    pub(crate) async fn take(&self) -> wasmtime::Result<Instance> {
+    /// The most recently used idle instance that is still fresh, or a new
+    /// one (its instantiation a span under `trace`, if given).
+    pub(crate) async fn take(&self, trace: Option<&TraceContext>) -> wasmtime::Result<Instance> {
         // A stale instance is dropped after the lock is released.
         while let Some(idle) = self.shelf().pop() {
             if idle.is_fresh(self.reuse.idle_timeout, Instant::now()) {
                 return Ok(idle.item);
             }
         }
+        let _span = Child::under(trace, SpanKind::Internal, || Cow::Borrowed("instantiate"));
         let started = Instant::now();
         let mut store = sandbox::new_store(self.pre.engine(), &self.sandbox);
         let proxy = self.pre.instantiate_async(&mut store).await?;

@@ -9,8 +9,11 @@ use crate::guest::results::reply::{ReplyBody, Verdict};
 use crate::guest::results::slot::Slot;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::span::{self, InRequest};
+use crate::telemetry::traces::Child;
 use anyhow::anyhow;
 use hyper::{Request, Response};
+use opentelemetry::trace::SpanKind;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -133,10 +136,18 @@ impl ProxyGuest {
         sender: oneshot::Sender<GuestResponse>,
         _slot: Slot,
     ) -> Result<(), Failure> {
+        // The guest's call, its instantiation included, under the request's
+        // span; what the guest calls goes under it.
+        let guest_span = Child::under(span::trace().as_ref(), SpanKind::Internal, || {
+            Cow::Borrowed("wasi:http/incoming-handler.handle")
+        });
         let call = async {
-            let mut instance = self.pool.take().await?;
+            let mut instance = self.pool.take(guest_span.context()).await?;
             let host = instance.store.data_mut();
-            host.serve_head(req.method() == hyper::Method::HEAD);
+            host.serve(
+                req.method() == hyper::Method::HEAD,
+                guest_span.context().cloned(),
+            );
             let mut http = host.http();
             let req = http.new_incoming_request(Scheme::Http, req)?;
             let out = http.new_response_outparam(sender)?;
@@ -157,13 +168,22 @@ impl ProxyGuest {
             }
             // A failed instance is dropped here, never reused.
             Ok(Err(e)) => {
-                if e.downcast_ref::<wasmtime::Trap>().is_some() {
+                let kind = if e.downcast_ref::<wasmtime::Trap>().is_some() {
                     self.metrics.trapped();
-                }
+                    "trap"
+                } else {
+                    "guest_error"
+                };
+                guest_span.fail(kind, || format!("{e:#}"));
+                span::failed(kind);
                 span::log(|| tracing::error!("request failed: {:?}", anyhow!(e)));
                 Err(Failure::Internal)
             }
             Err(_elapsed) => {
+                guest_span.fail("timeout", || {
+                    format!("still running after {:?}", self.timeout)
+                });
+                span::failed("timeout");
                 self.metrics.timed_out();
                 span::log(|| {
                     tracing::warn!("guest still running after {:?}: cut off", self.timeout)

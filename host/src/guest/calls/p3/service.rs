@@ -16,7 +16,7 @@
 //!   moment get a 500 (a response already under way is cut short): they
 //!   shared the instance, and with it its fate.
 
-use crate::guest::calls::p3::worker::Instances;
+use crate::guest::calls::p3::worker::{Instances, Taken};
 use crate::guest::calls::reuse::Reuse;
 use crate::guest::results::answer::{Answer, Failure};
 use crate::guest::results::reply::{ReplyBody, UntilSent, Verdict};
@@ -25,7 +25,10 @@ use crate::guest::sandbox::health::Health;
 use crate::guest::sandbox::{Host, Sandbox};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::span;
+use crate::telemetry::traces::Child;
 use hyper::Request;
+use opentelemetry::trace::SpanKind;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -66,7 +69,16 @@ impl ServiceGuest {
         // No timer here: the worker's expiry (`on_request_start`, and `Expiry`
         // for a guest that holds its instance in a loop) ends a request that
         // runs past the timeout.
-        let (taken, mut instance) = oneshot::channel();
+        let (sender, mut instance) = oneshot::channel();
+        // The guest's call, under the request's span, until its response's
+        // body has been sent; what the guest calls goes under it.
+        let guest_span = Child::under(span::trace().as_ref(), SpanKind::Internal, || {
+            Cow::Borrowed("wasi:http/handler.handle")
+        });
+        let taken = Taken {
+            sender,
+            trace: guest_span.context().cloned(),
+        };
         match self.handler.handle(taken, req).await {
             Ok(response) => {
                 let (health, output) = match instance.try_recv() {
@@ -76,6 +88,7 @@ impl ServiceGuest {
                 let held = UntilSent {
                     _slot: slot,
                     output,
+                    _span: guest_span,
                 };
                 Ok(ReplyBody::checked(
                     response,
@@ -83,25 +96,32 @@ impl ServiceGuest {
                     Some(held),
                 ))
             }
-            Err(e) => Err(self.failure(e, started, instance.try_recv().ok().map(|(h, _)| h))),
+            Err(e) => {
+                let health = instance.try_recv().ok().map(|(h, _)| h);
+                let (failure, kind) = self.failure(&e, started, health);
+                guest_span.fail(kind, || format!("{e:#}"));
+                span::failed(kind);
+                Err(failure)
+            }
         }
     }
 
-    /// Why `e` left a request without a response; logged here.
+    /// Why `e` left a request without a response, and how its span names
+    /// that; logged here.
     fn failure(
         &self,
-        e: wasmtime::Error,
+        e: &wasmtime::Error,
         started: Instant,
         health: Option<Arc<Health>>,
-    ) -> Failure {
+    ) -> (Failure, &'static str) {
         if e.is::<ExpirationError>() {
-            return self.timed_out();
+            return (self.timed_out(), "timeout");
         }
         if e.is::<TrapOrPanicError>() {
             // The instance went down under this request: a loop cut off at
             // the timeout, or another request's trap.
             if started.elapsed() >= self.instances().timeout {
-                return self.timed_out();
+                return (self.timed_out(), "timeout");
             }
             span::log(|| {
                 tracing::error!(
@@ -109,17 +129,20 @@ impl ServiceGuest {
                      in this or another request it was serving)"
                 )
             });
-            return Failure::Internal;
+            return (Failure::Internal, "instance_failed");
         }
-        if e.is::<wasmtime::Trap>() {
+        let kind = if e.is::<wasmtime::Trap>() {
             // This request's own trap: its instance must take no more.
             if let Some(health) = health {
                 health.fail();
             }
             self.instances().metrics.trapped();
-        }
+            "trap"
+        } else {
+            "guest_error"
+        };
         span::log(|| tracing::error!("request failed: {e:?}"));
-        Failure::Internal
+        (Failure::Internal, kind)
     }
 
     fn timed_out(&self) -> Failure {

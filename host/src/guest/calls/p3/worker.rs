@@ -9,12 +9,14 @@ use crate::guest::sandbox::cli::output::Output;
 use crate::guest::sandbox::health::Health;
 use crate::guest::sandbox::{self, Host, Sandbox};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::{self, Child};
+use opentelemetry::Context as TraceContext;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -86,11 +88,14 @@ impl HandlerState for Instances {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiry, Worker>> {
         let started = Instant::now();
+        let began = SystemTime::now();
         let mut store = sandbox::new_store(self.pre.engine(), &self.sandbox);
         let health = Arc::<Health>::default();
         store.data_mut().report_to(health.clone());
         let service = self.pre.instantiate_async(&mut store).await?;
         self.metrics.instantiated(started.elapsed());
+        // Its span is made once the request it was made for is known.
+        let instantiated = traces::is_on().then(|| (began, SystemTime::now()));
         Ok(Instance {
             store,
             proxy: Proxy::P3(service),
@@ -107,6 +112,8 @@ impl HandlerState for Instances {
                 metrics: self.metrics.clone(),
                 retired: self.retired.clone(),
                 health,
+                instantiated: Mutex::new(instantiated),
+                at_once: AtomicUsize::new(0),
             },
         })
     }
@@ -123,15 +130,27 @@ pub(crate) struct Worker {
     metrics: Metrics,
     retired: Retired,
     health: Arc<Health>,
+    /// When the instance was made, while tracing is on and until the first
+    /// request it serves records it in its trace.
+    instantiated: Mutex<Option<(SystemTime, SystemTime)>>,
+    /// How many requests it was serving when it was last asked to take one.
+    at_once: AtomicUsize,
+}
+
+/// What a request hands the instance that takes it: where the instance's
+/// health and output go (for the response's body), and the trace span of
+/// the guest's call, if it has one.
+pub(crate) struct Taken {
+    pub(crate) sender: oneshot::Sender<(Arc<Health>, Output)>,
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl WorkerState for Worker {
     type StoreData = Host;
-    /// Where the instance's health and output go, for the request's
-    /// response body.
-    type RequestData = oneshot::Sender<(Arc<Health>, Output)>;
+    type RequestData = Taken;
 
     fn should_accept_request(&self, at_once: usize, served: usize) -> ShouldAccept {
+        self.at_once.store(at_once, Ordering::Relaxed);
         if self.health.is_done()
             || self.retired.is_retired()
             || served >= self.reuse.max_requests as usize
@@ -155,7 +174,23 @@ impl WorkerState for Worker {
         if store.data_mut().is_heavy() {
             self.health.spend();
         }
-        let _ = taken.send((self.health.clone(), store.data().output().clone()));
+        if let Some((start, end)) = self
+            .instantiated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        {
+            Child::over(taken.trace.as_ref(), "instantiate", start, end);
+        }
+        // The instance's calls go under this request's span only while it
+        // serves this request alone: a call made while it serves several
+        // could be any one's, and goes untraced rather than under the wrong
+        // one.
+        let alone = self.at_once.load(Ordering::Relaxed) == 0;
+        store.data_mut().trace_under(taken.trace.filter(|_| alone));
+        let _ = taken
+            .sender
+            .send((self.health.clone(), store.data().output().clone()));
         // When this resolves before the response, the request gets a 504 and
         // the instance takes no more requests.
         Box::pin(tokio::time::sleep(self.timeout))

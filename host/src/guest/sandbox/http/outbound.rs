@@ -10,10 +10,14 @@
 //! differently (`127.0.0.1:B@localhost:A`).
 
 use crate::guest::sandbox::memory;
+use crate::telemetry::traces::Child;
 use http_body_util::BodyExt;
 use hyper::Uri;
 use hyper::header::HeaderName;
+use opentelemetry::Context as TraceContext;
+use opentelemetry::trace::SpanKind;
 use replica_config::HostPort;
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use wasmtime_wasi_http::{
@@ -21,10 +25,12 @@ use wasmtime_wasi_http::{
 };
 
 /// The allow-list: `host` entries allow any port of that host, `host:port`
-/// entries that port only. Hosts match whatever their case.
+/// entries that port only. Hosts match whatever their case. And the trace
+/// span the instance's outgoing requests go under, if any.
 #[derive(Clone)]
 pub(crate) struct Outbound {
     allowed: Arc<[HostPort]>,
+    trace: Option<TraceContext>,
 }
 
 type Completion = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -33,7 +39,13 @@ impl Outbound {
     pub(crate) fn new(allowed: Vec<HostPort>) -> Self {
         Self {
             allowed: allowed.into(),
+            trace: None,
         }
+    }
+
+    /// The span the instance's requests go under from now on, if any.
+    pub(crate) fn trace_under(&mut self, trace: Option<TraceContext>) {
+        self.trace = trace;
     }
 
     /// Where a request to `uri` may go: its host and port (without a port,
@@ -103,21 +115,62 @@ impl WasiHttpHooks for Outbound {
         _completion: Completion,
     ) -> Box<dyn Future<Output = Result<(hyper::Response<WasiBody>, Completion), HttpError>> + Send>
     {
+        let span = Child::under(self.trace.as_ref(), SpanKind::Client, || {
+            Cow::Owned(request.method().as_str().to_owned())
+        });
+        if span.is_recording() {
+            span.attribute("http.request.method", request.method().as_str().to_owned());
+            span.attribute("url.full", request.uri().to_string());
+        }
         let destination = self.destination(request.uri());
-        let Some(uri) = destination.and_then(|(host, port)| addressed(request.uri(), &host, port))
+        let Some((uri, host, port)) = destination
+            .and_then(|(host, port)| Some((addressed(request.uri(), &host, port)?, host, port)))
         else {
             tracing::warn!(uri = %request.uri(), "guest's outgoing request denied: allow its host with --allow-outbound");
+            span.fail("HttpRequestDenied", || {
+                "not allowed by --allow-outbound".into()
+            });
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         };
         *request.uri_mut() = uri;
+        if span.is_recording() {
+            span.attribute("server.address", host);
+            span.attribute("server.port", i64::from(port));
+        }
+        // The next hop joins the trace, unless the guest set its own.
+        span.inject(request.headers_mut());
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Completion,
-            ))
+            match wasmtime_wasi_http::default_send_request(request, options).await {
+                Ok((response, io)) => {
+                    let status = response.status();
+                    if span.is_recording() {
+                        span.attribute("http.response.status_code", i64::from(status.as_u16()));
+                        if status.as_u16() >= 400 {
+                            span.fail(status.as_str().to_owned(), || format!("answered {status}"));
+                        }
+                    }
+                    Ok((
+                        response.map(BodyExt::boxed_unsync),
+                        Box::new(io) as Completion,
+                    ))
+                }
+                Err(e) => {
+                    span.fail(kind_of(&e), || e.to_string());
+                    Err(e)
+                }
+            }
         })
     }
+}
+
+/// The kind of a failed outgoing request, as its span's `error.type`: the
+/// error's name (`ConnectionRefused`, `DnsTimeout`, ...).
+fn kind_of(e: &HttpError) -> String {
+    let shown = format!("{e:?}");
+    let end = shown
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(shown.len());
+    shown[..end].to_owned()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod health;
 
 use self::health::{Health, is_outage};
 use super::keys::Page;
+use crate::side_runtime::SideRuntime;
 use redis::aio::ConnectionManager;
 use redis::{Cmd, FromRedisValue};
 use std::sync::Arc;
@@ -38,8 +39,8 @@ pub(super) struct Redis {
     /// The URL without its credentials.
     shown: String,
     health: Arc<Health>,
-    /// Ends the connection's thread when the store goes.
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// The connection's thread, ended when the store goes.
+    _side: SideRuntime,
 }
 
 /// Why a call failed.

@@ -10,8 +10,9 @@
 //! resources, `other` for what the store refused (a value over the bounds,
 //! Redis down); `no-such-store` and `access-denied` are never given.
 
-use super::store::KeyValue;
+use super::store::{At, KeyValue};
 use super::wasi::{HasKeyValue, KeyValueView};
+use opentelemetry::Context as TraceContext;
 use std::sync::Arc;
 use wasmtime::component::{
     Access, Accessor, FutureReader, Linker, Resource, ResourceTableError, StreamReader,
@@ -99,14 +100,15 @@ impl kv2::Host for KeyValueView<'_> {
 }
 
 impl KeyValueView<'_> {
-    fn spin_bucket(&self, store: &Resource<Store>) -> Result<&str, ResourceTableError> {
-        Ok(&self.table.get(store)?.bucket)
+    /// Where a call on `store` goes.
+    fn spin_bucket(&self, store: &Resource<Store>) -> Result<At<'_>, ResourceTableError> {
+        Ok(self.at(&self.table.get(store)?.bucket))
     }
 }
 
 impl kv2::HostStore for KeyValueView<'_> {
     async fn open(&mut self, label: String) -> Result<Resource<Store>, Failure> {
-        self.store.open(&label)?;
+        self.store.open(self.at(&label))?;
         Ok(self.table.push(Store { bucket: label })?)
     }
 
@@ -154,16 +156,34 @@ impl kv3::Host for KeyValueView<'_> {}
 
 impl kv3::HostStore for KeyValueView<'_> {}
 
-/// The store and bucket a 3.0.0 call reaches, taken from the instance's
+/// The store a 3.0.0 call reaches, and where: taken from the instance's
 /// data so that the call can wait on the store without holding it.
+struct Reached {
+    kv: Arc<KeyValue>,
+    bucket: String,
+    trace: Option<TraceContext>,
+}
+
+impl Reached {
+    fn at(&self) -> At<'_> {
+        At {
+            bucket: &self.bucket,
+            trace: self.trace.as_ref(),
+        }
+    }
+}
+
 fn reach<T>(
     accessor: &Accessor<T, HasKeyValue>,
     store: &Resource<Store3>,
-) -> wasmtime::Result<(Arc<KeyValue>, String)> {
+) -> wasmtime::Result<Reached> {
     accessor.with(|mut access| {
         let view = access.get();
-        let bucket = view.table.get(store)?.bucket.clone();
-        Ok((view.store.clone(), bucket))
+        Ok(Reached {
+            bucket: view.table.get(store)?.bucket.clone(),
+            kv: view.store.clone(),
+            trace: view.trace.cloned(),
+        })
     })
 }
 
@@ -183,7 +203,7 @@ impl<T> kv3::HostStoreWithStore<T> for HasKeyValue {
     ) -> wasmtime::Result<Result<Resource<Store3>, kv3::Error>> {
         accessor.with(|mut access| {
             let view = access.get();
-            if let Err(why) = view.store.open(&label) {
+            if let Err(why) = view.store.open(view.at(&label)) {
                 return Ok(Err(kv3::Error::Other(why)));
             }
             match view.table.push(Store3 { bucket: label }) {
@@ -199,8 +219,8 @@ impl<T> kv3::HostStoreWithStore<T> for HasKeyValue {
         store: Resource<Store3>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv3::Error>> {
-        let (kv, bucket) = reach(accessor, &store)?;
-        Ok(other(kv.get(&bucket, &key).await))
+        let reached = reach(accessor, &store)?;
+        Ok(other(reached.kv.get(reached.at(), &key).await))
     }
 
     async fn set(
@@ -209,8 +229,8 @@ impl<T> kv3::HostStoreWithStore<T> for HasKeyValue {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), kv3::Error>> {
-        let (kv, bucket) = reach(accessor, &store)?;
-        Ok(other(kv.set(&bucket, key, value).await))
+        let reached = reach(accessor, &store)?;
+        Ok(other(reached.kv.set(reached.at(), key, value).await))
     }
 
     async fn delete(
@@ -218,8 +238,8 @@ impl<T> kv3::HostStoreWithStore<T> for HasKeyValue {
         store: Resource<Store3>,
         key: String,
     ) -> wasmtime::Result<Result<(), kv3::Error>> {
-        let (kv, bucket) = reach(accessor, &store)?;
-        Ok(other(kv.delete(&bucket, key).await))
+        let reached = reach(accessor, &store)?;
+        Ok(other(reached.kv.delete(reached.at(), key).await))
     }
 
     async fn exists(
@@ -227,16 +247,16 @@ impl<T> kv3::HostStoreWithStore<T> for HasKeyValue {
         store: Resource<Store3>,
         key: String,
     ) -> wasmtime::Result<Result<bool, kv3::Error>> {
-        let (kv, bucket) = reach(accessor, &store)?;
-        Ok(other(kv.exists(&bucket, &key).await))
+        let reached = reach(accessor, &store)?;
+        Ok(other(reached.kv.exists(reached.at(), &key).await))
     }
 
     async fn get_keys(
         accessor: &Accessor<T, Self>,
         store: Resource<Store3>,
     ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), kv3::Error>>)> {
-        let (kv, bucket) = reach(accessor, &store)?;
-        let (keys, outcome) = match kv.all_keys(&bucket).await {
+        let reached = reach(accessor, &store)?;
+        let (keys, outcome) = match reached.kv.all_keys(reached.at()).await {
             Ok(keys) => (keys, Ok(())),
             Err(why) => (Vec::new(), Err(kv3::Error::Other(why))),
         };

@@ -5,7 +5,8 @@
 //! thin adapter over the one store (`store.rs`). A bucket's identifier is a
 //! namespace, the same in either version and in Spin's key-value.
 
-use super::store::KeyValue;
+use super::store::{At, KeyValue};
+use opentelemetry::Context as TraceContext;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable, ResourceTableError};
 
@@ -97,6 +98,8 @@ impl From<String> for Failure2 {
 pub(crate) struct KeyValueView<'a> {
     pub(crate) table: &'a mut ResourceTable,
     pub(crate) store: &'a Arc<KeyValue>,
+    /// The trace span of the guest's call, if it has one.
+    pub(crate) trace: Option<&'a TraceContext>,
 }
 
 pub(super) struct HasKeyValue;
@@ -136,7 +139,7 @@ fn cursor_in(cursor: Option<String>) -> Result<Option<u64>, String> {
 
 impl store::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, Failure> {
-        self.store.open(&identifier)?;
+        self.store.open(self.at(&identifier))?;
         Ok(self.table.push(Bucket { name: identifier })?)
     }
 
@@ -149,12 +152,21 @@ impl store::Host for KeyValueView<'_> {
 }
 
 impl KeyValueView<'_> {
-    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<&str, ResourceTableError> {
-        Ok(&self.table.get(bucket)?.name)
+    /// Where a call on `bucket` goes.
+    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<At<'_>, ResourceTableError> {
+        Ok(self.at(&self.table.get(bucket)?.name))
     }
 
-    fn bucket2(&self, bucket: &Resource<Bucket2>) -> Result<&str, ResourceTableError> {
-        Ok(&self.table.get(bucket)?.name)
+    fn bucket2(&self, bucket: &Resource<Bucket2>) -> Result<At<'_>, ResourceTableError> {
+        Ok(self.at(&self.table.get(bucket)?.name))
+    }
+
+    /// Where a call on the bucket named `bucket` goes.
+    pub(super) fn at<'a>(&'a self, bucket: &'a str) -> At<'a> {
+        At {
+            bucket,
+            trace: self.trace,
+        }
     }
 }
 
@@ -263,7 +275,7 @@ impl batch::Host for KeyValueView<'_> {
 
 impl store2::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket2>, Failure2> {
-        self.store.open(&identifier)?;
+        self.store.open(self.at(&identifier))?;
         Ok(self.table.push(Bucket2 { name: identifier })?)
     }
 
@@ -339,12 +351,15 @@ impl atomics2::Host for KeyValueView<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics2::CasError>> {
         let Cas { bucket, key, seen } = self.table.delete(cas)?;
-        let swapped = self.store.swap(&bucket, &key, seen.as_deref(), value).await;
+        let swapped = self
+            .store
+            .swap(self.at(&bucket), &key, seen.as_deref(), value)
+            .await;
         Ok(match swapped {
             Ok(true) => Ok(()),
             // Someone wrote it since: a fresh handle, holding what is there.
             Ok(false) => {
-                let seen = self.store.get(&bucket, &key).await;
+                let seen = self.store.get(self.at(&bucket), &key).await;
                 match seen {
                     Ok(seen) => {
                         let cas = self.table.push(Cas { bucket, key, seen })?;
@@ -364,8 +379,8 @@ impl atomics2::HostCas for KeyValueView<'_> {
         bucket: Resource<Bucket2>,
         key: String,
     ) -> Result<Resource<Cas>, Failure2> {
-        let bucket = self.bucket2(&bucket)?.to_string();
-        let seen = self.store.get(&bucket, &key).await?;
+        let bucket = self.bucket2(&bucket)?.bucket.to_string();
+        let seen = self.store.get(self.at(&bucket), &key).await?;
         Ok(self.table.push(Cas { bucket, key, seen })?)
     }
 

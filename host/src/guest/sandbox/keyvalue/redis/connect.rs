@@ -4,6 +4,7 @@
 use super::health::{Health, is_auth};
 use super::{Redis, hash_of};
 use crate::guest::sandbox::keyvalue::keys::Preload;
+use crate::side_runtime::SideRuntime;
 use anyhow::{Context as _, Result, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError};
@@ -29,18 +30,7 @@ impl Redis {
                 e.category()
             )
         })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the key-value store's async runtime")?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("keyvalue-redis".into())
-            .spawn(move || {
-                let _ = runtime.block_on(stopped);
-            })
-            .context("cannot start the key-value store's thread")?;
+        let side = SideRuntime::start("keyvalue-redis", "the key-value store")?;
         // One try per connection attempt: a call that finds Redis down fails
         // at once, and the next one tries again.
         let settings = ConnectionManagerConfig::new()
@@ -48,17 +38,17 @@ impl Redis {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
         let connection = {
-            let _in_runtime = handle.enter();
+            let _in_runtime = side.handle().enter();
             ConnectionManager::new_lazy_with_config(client, settings)
                 .with_context(|| format!("cannot set up the connection to Redis at {shown}"))?
         };
         let redis = Self {
             connection,
-            runtime: handle,
+            runtime: side.handle().clone(),
             timeout,
             shown,
             health: Arc::new(Health::default()),
-            _stop: stop,
+            _side: side,
         };
         redis.first_contact(preload)?;
         Ok(redis)
