@@ -44,6 +44,7 @@ fn main() -> std::process::ExitCode {
         a_hot_swap_shows_in_the_spans_that_follow needs Rotel,
         each_json_log_line_of_a_request_names_its_trace_and_span needs Rotel,
         the_sampler_is_parent_based_and_configured_the_standard_way needs Rotel,
+        a_ratio_sampler_starts_its_share_of_traces needs Rotel,
         grpc_service_name_and_resource_attributes_are_read_the_standard_way needs Rotel,
         headers_and_the_traces_endpoint_are_read_the_standard_way needs Rotel,
         tracing_configuration_that_cannot_be_used_stops_the_host needs Rotel,
@@ -570,6 +571,43 @@ fn the_sampler_is_parent_based_and_configured_the_standard_way() {
     );
     // The unsampled request still names its trace in the log.
     assert!(server.stderr().contains(&unsampled.trace_id));
+}
+
+/// A request without a caller is sampled once, by the configured ratio:
+/// about half of 400 at 0.5 start a trace (a decision taken twice would
+/// give about a quarter, 100). The bounds are five standard deviations out.
+fn a_ratio_sampler_starts_its_share_of_traces() {
+    let collector = Collector::start();
+    let server = serve(
+        &replica_guest(),
+        &[],
+        &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+        ],
+        &collector,
+    );
+    let agent = client();
+    for _ in 0..400 {
+        let reply = send(&agent, "GET", &server.url("/heartbeat"), b"").expect("a heartbeat");
+        assert_eq!(reply.status, 200);
+    }
+    // A sampled caller's request, last: its span comes after the others.
+    let last = Caller::new(13);
+    assert_eq!(
+        traced("GET", &server.url("/home"), &last.traceparent(true)).0,
+        200
+    );
+    let spans = collector.spans_until(|spans| spans.iter().any(|s| s.trace_id == last.trace_id));
+    let started = spans
+        .iter()
+        .filter(|s| s.kind == "SERVER" && s.trace_id != last.trace_id)
+        .inspect(|s| assert!(s.parent_id.is_empty(), "{s:#?}"))
+        .count();
+    assert!(
+        (150..=250).contains(&started),
+        "{started} of 400 started a trace"
+    );
 }
 
 fn grpc_service_name_and_resource_attributes_are_read_the_standard_way() {

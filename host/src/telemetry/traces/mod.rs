@@ -21,10 +21,12 @@
 //!   threads of their own (`export.rs`).
 
 mod export;
+mod root;
 
 use anyhow::{Context as _, Result, bail};
 use export::{Bounded, OnRuntime, Waiting};
 use hyper::HeaderMap;
+use hyper::header::HeaderName;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
@@ -36,7 +38,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::resource::{EnvResourceDetector, TelemetryResourceDetector};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, ShouldSample,
 };
 use replica_config::{Config, DEFAULT_SERVICE_NAME};
 use std::borrow::Cow;
@@ -55,6 +57,13 @@ static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 /// those listed with `--metrics-route`; any other is named by its method
 /// alone, so that clients cannot grow the set of span names.
 static ROUTES: OnceLock<Routes> = OnceLock::new();
+
+/// The sampler `OTEL_TRACES_SAMPLER` names, as the SDK reads it: asked first
+/// about a request that starts a trace (`root.rs`).
+static SAMPLER: OnceLock<Box<dyn ShouldSample>> = OnceLock::new();
+
+/// The header a caller's trace comes in.
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Whether tracing is on: one load.
 pub(crate) fn is_on() -> bool {
@@ -111,7 +120,11 @@ impl Traces {
             .with_batch_config(batch)
             .build();
         let resource = resource(config, component);
+        let sampler = opentelemetry_sdk::trace::Config::default().sampler;
+        let _ = SAMPLER.set(sampler.clone());
         let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .with_id_generator(root::Ids::default())
             .with_span_processor(Bounded {
                 inner: processor,
                 waiting,
@@ -255,14 +268,23 @@ pub(crate) struct Asker<'a> {
     pub(crate) tls: bool,
     /// The SHA-256 of the component serving it, and its generation (0 for
     /// the first, one more at each hot swap).
-    pub(crate) component: &'a str,
+    pub(crate) component: &'a Arc<str>,
     pub(crate) generation: u64,
 }
 
-/// A request's SERVER span, in the trace its caller sent, if tracing is on.
+/// A request's SERVER span, in the trace its caller sent, if tracing is on:
+/// none for a request that starts a trace the sampler drops.
 pub(crate) fn server(asker: &Asker<'_>) -> Option<Context> {
     let tracer = TRACER.get()?;
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(asker.headers));
+    let parent = if asker.headers.contains_key(&TRACEPARENT) {
+        TraceContextPropagator::new().extract(&HeaderExtractor(asker.headers))
+    } else {
+        let sampler = SAMPLER.get()?;
+        if !root::sampled(sampler.as_ref(), asker.method) {
+            return None;
+        }
+        Context::new()
+    };
     let route = ROUTES.get().and_then(|routes| routes.route(asker.path));
     let name = match route {
         Some(route) => format!("{} {route}", asker.method),
@@ -272,6 +294,7 @@ pub(crate) fn server(asker: &Asker<'_>) -> Option<Context> {
         .span_builder(name)
         .with_kind(SpanKind::Server)
         .start_with_context(tracer, &parent);
+    root::forget();
     if span.is_recording() {
         let version = match asker.version {
             hyper::Version::HTTP_2 => "2",
@@ -288,7 +311,7 @@ pub(crate) fn server(asker: &Asker<'_>) -> Option<Context> {
             KeyValue::new("server.port", i64::from(asker.local.port())),
             KeyValue::new("client.address", asker.peer.ip().to_string()),
             KeyValue::new("client.port", i64::from(asker.peer.port())),
-            KeyValue::new("replica.component.sha256", asker.component.to_string()),
+            KeyValue::new("replica.component.sha256", asker.component.clone()),
             KeyValue::new("replica.component.generation", asker.generation as i64),
         ]);
         if let Some(route) = route {
