@@ -179,7 +179,6 @@ impl Handler {
 
     /// The SERVER span of `req`, in its caller's trace.
     fn server_span(&self, req: &Request<Incoming>, conn: Conn) -> Option<opentelemetry::Context> {
-        let (generation, component) = self.guests.serving();
         traces::server(&Asker {
             method: req.method().as_str(),
             path: req.uri().path(),
@@ -188,8 +187,7 @@ impl Handler {
             local: conn.local,
             peer: conn.peer,
             tls: conn.tls,
-            component: &component,
-            generation,
+            serving: &|| self.guests.serving(),
         })
     }
 

@@ -26,7 +26,6 @@ mod root;
 use anyhow::{Context as _, Result, bail};
 use export::{Bounded, OnRuntime, Waiting};
 use hyper::HeaderMap;
-use hyper::header::HeaderName;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
@@ -63,7 +62,7 @@ static ROUTES: OnceLock<Routes> = OnceLock::new();
 static SAMPLER: OnceLock<Box<dyn ShouldSample>> = OnceLock::new();
 
 /// The header a caller's trace comes in.
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACEPARENT: &str = "traceparent";
 
 /// Whether tracing is on: one load.
 pub(crate) fn is_on() -> bool {
@@ -266,17 +265,18 @@ pub(crate) struct Asker<'a> {
     pub(crate) local: SocketAddr,
     pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
-    /// The SHA-256 of the component serving it, and its generation (0 for
-    /// the first, one more at each hot swap).
-    pub(crate) component: &'a Arc<str>,
-    pub(crate) generation: u64,
+    /// The generation serving it (0 for the first, one more at each hot
+    /// swap) and its component's SHA-256: asked only of a recorded span.
+    pub(crate) serving: &'a dyn Fn() -> (u64, Arc<str>),
 }
 
 /// A request's SERVER span, in the trace its caller sent, if tracing is on:
 /// none for a request that starts a trace the sampler drops.
 pub(crate) fn server(asker: &Asker<'_>) -> Option<Context> {
     let tracer = TRACER.get()?;
-    let parent = if asker.headers.contains_key(&TRACEPARENT) {
+    // A look along the few headers a request has costs less than hashing
+    // the name to find it.
+    let parent = if asker.headers.keys().any(|name| name == TRACEPARENT) {
         TraceContextPropagator::new().extract(&HeaderExtractor(asker.headers))
     } else {
         let sampler = SAMPLER.get()?;
@@ -296,6 +296,7 @@ pub(crate) fn server(asker: &Asker<'_>) -> Option<Context> {
         .start_with_context(tracer, &parent);
     root::forget();
     if span.is_recording() {
+        let (generation, component) = (asker.serving)();
         let version = match asker.version {
             hyper::Version::HTTP_2 => "2",
             hyper::Version::HTTP_10 => "1.0",
@@ -311,8 +312,8 @@ pub(crate) fn server(asker: &Asker<'_>) -> Option<Context> {
             KeyValue::new("server.port", i64::from(asker.local.port())),
             KeyValue::new("client.address", asker.peer.ip().to_string()),
             KeyValue::new("client.port", i64::from(asker.peer.port())),
-            KeyValue::new("replica.component.sha256", asker.component.clone()),
-            KeyValue::new("replica.component.generation", asker.generation as i64),
+            KeyValue::new("replica.component.sha256", component),
+            KeyValue::new("replica.component.generation", generation as i64),
         ]);
         if let Some(route) = route {
             span.set_attribute(KeyValue::new("http.route", route.to_string()));
