@@ -473,8 +473,8 @@ def report(all_results: dict[str, Result], growth: Growth, counted: Instructions
         "## What tracing costs",
         "",
         "The same count, this host with the 0.2 guest and `--workers 1`, exporting over OTLP http/protobuf to a "
-        "real collector (rotel) on loopback, the exporter's threads counted; 1 s of settling before each count "
-        "ends (`bench/instructions.py --traces`).",
+        "real collector (rotel) on loopback with the batch processor's defaults, the exporter's threads counted; "
+        "6 s of settling before each count ends (`bench/instructions.py --traces`).",
         "",
         *counted.traces_lines,
         "",
